@@ -1,0 +1,36 @@
+# claimcheck — every target installs what it needs under ~/.cache/claimcheck.
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/claimcheck
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+BIN := $(CARGO_TARGET_DIR)/release/claimcheck
+CARGO := cargo
+VENV = $(shell tests/env/python-venv.sh | tail -n 1)
+
+.PHONY: build test unit lint e2e demo bench fmt
+
+build:
+	$(CARGO) build --release --locked
+
+## The whole suite: formatting, lints, Rust unit and property tests, end-to-end tests
+## against a real Temporal dev server and the real Python SDK.
+test: lint unit e2e
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --release --locked
+
+e2e: build
+	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" -m pytest -q tests/e2e
+
+## A Temporal dev server, the proxy on a filesystem store, a worker passing 10 MiB.
+demo: build
+	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" tests/e2e/demo.py
+
+bench: build
+	$(CARGO) bench --locked
+
+fmt:
+	$(CARGO) fmt

@@ -1,0 +1,180 @@
+//! The proxy's configuration: a YAML or JSON file (the one the operator renders into a
+//! ConfigMap), overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Where workers connect: plaintext gRPC, loopback by default.
+    pub listen: SocketAddr,
+    pub upstream: UpstreamConfig,
+    /// Payloads whose serialized size is at least this many bytes are offloaded; 0 offloads all.
+    pub threshold_bytes: u64,
+    /// Stores; the one with the largest `minBytes` not above a payload's size takes it.
+    pub drivers: Vec<DriverConfig>,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    /// Prometheus metrics, `/healthz` and `/readyz`.
+    pub metrics_listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `host:port`, `http://host:port` or `https://host:port`.
+    pub address: String,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriverConfig {
+    pub url: String,
+    /// Prepended to every key this driver writes, e.g. `billing/`.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub min_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_message_bytes: usize,
+    pub client_max_message_bytes: usize,
+    pub inflight_bytes: usize,
+    /// Store or fetch operations in flight for one message.
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+const MIB: usize = 1 << 20;
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7233)),
+            upstream: UpstreamConfig::default(),
+            threshold_bytes: 256 * 1024,
+            drivers: Vec::new(),
+            limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            address: "127.0.0.1:7234".into(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 256 * MIB,
+            client_max_message_bytes: 128 * MIB,
+            inflight_bytes: 1024 * MIB,
+            parallelism: 8,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1024,
+            max_bytes: 256 * MIB,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ProxyConfig {
+    /// Reads a YAML (or JSON, which is YAML) file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.drivers.is_empty() {
+            return invalid("at least one driver (store URL) is required");
+        }
+        if self.limits.parallelism == 0 {
+            return invalid("limits.parallelism must be at least 1");
+        }
+        if self.limits.inflight_bytes < self.limits.max_message_bytes {
+            return invalid("limits.inflightBytes must be at least limits.maxMessageBytes");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_rendered_file_format() {
+        let yaml = "
+listen: 127.0.0.1:7000
+upstream: {address: 'temporal:7233', tls: {caFile: /etc/ca.pem}}
+thresholdBytes: 1024
+drivers: [{url: 'file:///data', prefix: 'billing/'}]
+";
+        let config: ProxyConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(config.threshold_bytes, 1024);
+        assert_eq!(config.drivers[0].prefix, "billing/");
+        assert_eq!(config.limits, LimitsConfig::default());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_drivers_are_refused() {
+        assert!(serde_yaml::from_str::<ProxyConfig>("treshold: 1").is_err());
+        assert!(ProxyConfig::default().validate().is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! gRPC length-prefixed messages and per-message compression.
+
+use std::io::{Read, Write};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("gRPC body is not one length-prefixed message ({0} bytes)")]
+    NotUnary(usize),
+    #[error("compressed message but unsupported grpc-encoding {0:?}")]
+    Encoding(String),
+    #[error("corrupt gzip message: {0}")]
+    Gzip(String),
+    #[error("message exceeds {limit} bytes once decompressed")]
+    TooLarge { limit: usize },
+}
+
+/// One unary gRPC message, decompressed.
+#[derive(Debug)]
+pub struct Message {
+    pub bytes: Bytes,
+    pub was_compressed: bool,
+}
+
+/// Reads the single message of a unary body; `encoding` is the `grpc-encoding` header.
+pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Message, FrameError> {
+    if body.len() < 5 {
+        return Err(FrameError::NotUnary(body.len()));
+    }
+    let compressed = body[0] == 1;
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if body[0] > 1 || body.len() != 5 + len {
+        return Err(FrameError::NotUnary(body.len()));
+    }
+    let payload = body.slice(5..);
+    if !compressed {
+        return Ok(Message {
+            bytes: payload,
+            was_compressed: false,
+        });
+    }
+    match encoding {
+        Some("gzip") => Ok(Message {
+            bytes: gunzip(&payload, limit)?,
+            was_compressed: true,
+        }),
+        other => Err(FrameError::Encoding(other.unwrap_or("identity").to_owned())),
+    }
+}
+
+/// Frames `msg`, gzip-compressed when `compress` is set.
+pub fn encode(msg: &[u8], compress: bool) -> Result<Bytes, FrameError> {
+    let (flag, data) = if compress {
+        (1u8, gzip(msg)?)
+    } else {
+        (0u8, msg.to_vec())
+    };
+    let mut out = BytesMut::with_capacity(5 + data.len());
+    out.put_u8(flag);
+    out.put_u32(u32::try_from(data.len()).map_err(|_| FrameError::TooLarge {
+        limit: u32::MAX as usize,
+    })?);
+    out.extend_from_slice(&data);
+    Ok(out.freeze())
+}
+
+fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, FrameError> {
+    let mut out = Vec::new();
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    GzDecoder::new(data)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FrameError::Gzip(e.to_string()))?;
+    if out.len() > limit {
+        return Err(FrameError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 2), Compression::fast());
+    encoder
+        .write_all(data)
+        .map_err(|e| FrameError::Gzip(e.to_string()))?;
+    encoder.finish().map_err(|e| FrameError::Gzip(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_gzip_round_trip() {
+        for compress in [false, true] {
+            let framed = encode(b"hello", compress).unwrap();
+            let msg = decode(framed, Some("gzip"), 100).unwrap();
+            assert_eq!((&msg.bytes[..], msg.was_compressed), (&b"hello"[..], compress));
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_errors() {
+        assert_eq!(
+            decode(Bytes::from_static(b"\0\0\0"), None, 10).unwrap_err(),
+            FrameError::NotUnary(3)
+        );
+        assert!(decode(Bytes::from_static(b"\0\0\0\0\x09abc"), None, 10).is_err());
+        let framed = encode(b"hello", true).unwrap();
+        assert!(matches!(
+            decode(framed.clone(), Some("snappy"), 10),
+            Err(FrameError::Encoding(_))
+        ));
+        assert_eq!(
+            decode(framed, Some("gzip"), 4).unwrap_err(),
+            FrameError::TooLarge { limit: 4 }
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! claimcheck: keeps large Temporal payloads out of workflow history.
+//!
+//! The domain modules (`wire`, `schema`, `rewrite`, `reference`, `driver`, `cache`,
+//! `transform`) and the `proxy` know nothing of Kubernetes: the proxy runs with no cluster.
+
+pub mod cache;
+pub mod config;
+pub mod driver;
+pub mod frame;
+pub mod metrics;
+pub mod proxy;
+pub mod reference;
+pub mod rewrite;
+pub mod run;
+pub mod schema;
+pub mod transform;
+pub mod wire;

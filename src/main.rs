@@ -1,0 +1,149 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use claimcheck::config::{DriverConfig, ProxyConfig, TlsFiles};
+use claimcheck::run::BoundProxy;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "claimcheck",
+    version,
+    about = "Keeps large Temporal payloads out of workflow history"
+)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, default_value = "text", env = "CLAIMCHECK_LOG_FORMAT")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the payload proxy between Temporal workers and the frontend.
+    Proxy(ProxyArgs),
+}
+
+/// Flags override the configuration file.
+#[derive(Args)]
+struct ProxyArgs {
+    /// YAML or JSON configuration file (as rendered by the operator).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Temporal frontend: host:port, http://host:port or https://host:port.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Store URL (file:///dir, memory://); replaces the file's drivers.
+    #[arg(long)]
+    store: Option<String>,
+    /// Key prefix for --store.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[arg(long)]
+    threshold_bytes: Option<u64>,
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    #[arg(long)]
+    max_message_bytes: Option<usize>,
+    #[arg(long)]
+    client_max_message_bytes: Option<usize>,
+    /// CA bundle (PEM) for TLS to the upstream; implies TLS.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS to the upstream.
+    #[arg(long, requires = "upstream_key")]
+    upstream_cert: Option<PathBuf>,
+    #[arg(long, requires = "upstream_cert")]
+    upstream_key: Option<PathBuf>,
+    #[arg(long)]
+    upstream_server_name: Option<String>,
+}
+
+impl ProxyArgs {
+    fn into_config(self) -> anyhow::Result<ProxyConfig> {
+        let mut config = match &self.config {
+            Some(path) => ProxyConfig::load(path)?,
+            None => ProxyConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.upstream {
+            config.upstream.address = v;
+        }
+        if let Some(url) = self.store {
+            config.drivers = vec![DriverConfig {
+                url,
+                prefix: self.prefix,
+                min_bytes: 0,
+            }];
+        }
+        if let Some(v) = self.threshold_bytes {
+            config.threshold_bytes = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            config.metrics_listen = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            config.limits.max_message_bytes = v;
+        }
+        if let Some(v) = self.client_max_message_bytes {
+            config.limits.client_max_message_bytes = v;
+        }
+        let tls_flags = [&self.upstream_ca, &self.upstream_cert, &self.upstream_key]
+            .iter()
+            .any(|f| f.is_some())
+            || self.upstream_server_name.is_some();
+        if tls_flags {
+            let tls = config.upstream.tls.get_or_insert_with(TlsFiles::default);
+            tls.ca_file = self.upstream_ca.or(tls.ca_file.take());
+            tls.cert_file = self.upstream_cert.or(tls.cert_file.take());
+            tls.key_file = self.upstream_key.or(tls.key_file.take());
+            tls.server_name = self.upstream_server_name.or(tls.server_name.take());
+        }
+        Ok(config)
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (how Kubernetes stops a sidecar).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => _ = tokio::signal::ctrl_c().await,
+    }
+    tracing::info!("shutting down: draining calls in flight");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match cli.command {
+        Command::Proxy(args) => {
+            let config = args.into_config()?;
+            BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics of the proxy: what was offloaded and fetched, cache use, errors by
+//! gRPC status, and latencies.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub offloaded_payloads: Counter,
+    pub offloaded_bytes: Counter,
+    pub fetched_payloads: Counter,
+    pub fetched_bytes: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+    /// Store operations (`put`, `get`), in seconds.
+    pub store_seconds: Family<OpLabel, Histogram>,
+    /// Whole proxied calls, in seconds, by method name.
+    pub rpc_seconds: Family<MethodLabel, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~3.5 min: covers loopback pass-through up to long polls.
+    Histogram::new(exponential_buckets(0.000_05, 3.0, 15))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("claimcheck");
+        let m = Metrics {
+            offloaded_payloads: Counter::default(),
+            offloaded_bytes: Counter::default(),
+            fetched_payloads: Counter::default(),
+            fetched_bytes: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            errors: Family::default(),
+            store_seconds: Family::new_with_constructor(latency_histogram),
+            rpc_seconds: Family::new_with_constructor(latency_histogram),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "payloads_offloaded",
+            "Payloads written to the store",
+            m.offloaded_payloads.clone(),
+        );
+        registry.register(
+            "bytes_offloaded",
+            "Payload bytes written to the store",
+            m.offloaded_bytes.clone(),
+        );
+        registry.register(
+            "payloads_fetched",
+            "Payloads put back from the store",
+            m.fetched_payloads.clone(),
+        );
+        registry.register(
+            "bytes_fetched",
+            "Payload bytes put back from the store",
+            m.fetched_bytes.clone(),
+        );
+        registry.register("cache_hits", "Verified-fetch cache hits", m.cache_hits.clone());
+        registry.register(
+            "cache_misses",
+            "Verified-fetch cache misses",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "errors",
+            "Calls the proxy failed, by gRPC status",
+            m.errors.clone(),
+        );
+        registry.register(
+            "store_seconds",
+            "Store operation latency",
+            m.store_seconds.clone(),
+        );
+        registry.register("rpc_seconds", "Proxied call latency", m.rpc_seconds.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,287 @@
+//! The transparent gRPC proxy between Temporal workers/clients and the frontend.
+//!
+//! Every unary call of `WorkflowService` and `OperatorService` is read whole, its
+//! payloads offloaded, forwarded with its metadata unchanged, and the answer's
+//! references put back before it returns. Headers, trailers and status details pass
+//! through; a message with nothing to change is forwarded byte for byte.
+
+mod route;
+mod status;
+mod upstream;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::ServiceExt;
+
+use crate::frame;
+use crate::metrics::{CodeLabel, MethodLabel, Metrics};
+use crate::reference::Target;
+use crate::schema::Method;
+use crate::transform::Transformer;
+use crate::wire::{Fields, WIRE_LEN};
+
+pub use route::serve;
+pub use upstream::{UpstreamTls, connect};
+
+const GRPC_ENCODING: &str = "grpc-encoding";
+const STATUS_DETAILS: &str = "grpc-status-details-bin";
+/// Headers that belong to one hop (RFC 9113 §8.2.2) or that the proxy recomputes.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message accepted from a client or the server (decompressed).
+    pub max_message_bytes: usize,
+    /// Largest response the client accepts; Core-based SDKs default to 128 MiB
+    /// (`TEMPORAL_MAX_INCOMING_GRPC_BYTES`).
+    pub client_max_message_bytes: usize,
+    /// Message bytes the proxy holds at once, across all calls.
+    pub inflight_bytes: usize,
+}
+
+pub struct Proxy {
+    transformer: Arc<Transformer>,
+    upstream: tonic::transport::Channel,
+    limits: Limits,
+    /// Budget of message bytes in flight, in KiB.
+    inflight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(
+        transformer: Arc<Transformer>,
+        upstream: tonic::transport::Channel,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let inflight = Arc::new(Semaphore::new(kib(limits.inflight_bytes) as usize));
+        Proxy {
+            transformer,
+            upstream,
+            limits,
+            inflight,
+            metrics,
+        }
+    }
+
+    /// Serves one call; every failure becomes a gRPC status, never a dropped stream.
+    pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+        let response = match self.forward(req).await {
+            Ok(response) => response,
+            Err(status) => {
+                tracing::warn!(%method, code = ?status.code(), message = status.message(), "call failed in the proxy");
+                self.metrics
+                    .errors
+                    .get_or_create(&CodeLabel {
+                        code: format!("{:?}", status.code()),
+                    })
+                    .inc();
+                status.into_http()
+            }
+        };
+        self.metrics
+            .rpc_seconds
+            .get_or_create(&MethodLabel { method })
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Status> {
+        let method = self.transformer.schema().method(req.uri().path()).copied();
+        let (mut parts, body) = req.into_parts();
+        let (body, _) = self.read_body(body).await?;
+        let _request_permit = self.reserve(body.len())?;
+        let msg = frame::decode(
+            body.clone(),
+            header(&parts.headers, GRPC_ENCODING),
+            self.limits.max_message_bytes,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let namespace = method
+            .and_then(|m| m.namespace_field)
+            .map(|f| string_field(&msg.bytes, f))
+            .unwrap_or_default();
+        let body = match method.and_then(|m| m.request) {
+            Some(root) => {
+                let target = Target {
+                    namespace: namespace.clone(),
+                    workflow: None,
+                };
+                match self.transformer.offload(root, &msg.bytes, &target).await {
+                    Ok(Some(rewritten)) => frame::encode(&rewritten, false).map_err(status::internal)?,
+                    Ok(None) => body,
+                    Err(e) => return Err(status::for_request(&e)),
+                }
+            }
+            None => body,
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let upstream_req = Request::from_parts(parts, Body::new(Full::new(body)));
+        let response = self.upstream.clone().oneshot(upstream_req).await.map_err(|e| {
+            Status::unavailable(format!(
+                "Temporal frontend unreachable from the claimcheck proxy: {e}"
+            ))
+        })?;
+        self.answer(response, method.as_ref(), &namespace).await
+    }
+
+    /// Puts back the payloads of the server's answer, in its message and its status details.
+    async fn answer(
+        &self,
+        response: Response<Body>,
+        method: Option<&Method>,
+        namespace: &str,
+    ) -> Result<Response<Body>, Status> {
+        let (mut parts, body) = response.into_parts();
+        let (data, mut trailers) = self.read_body(body).await?;
+        let _response_permit = self.reserve(data.len())?;
+        // A trailers-only answer (an error) carries its status in the headers.
+        self.rehydrate_status_details(&mut parts.headers, namespace)
+            .await?;
+        if let Some(trailers) = trailers.as_mut() {
+            self.rehydrate_status_details(trailers, namespace).await?;
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        let Some(root) = method.and_then(|m| m.response).filter(|_| !data.is_empty()) else {
+            return Ok(Response::from_parts(parts, body_with_trailers(data, trailers)));
+        };
+        let msg = frame::decode(
+            data.clone(),
+            header(&parts.headers, GRPC_ENCODING),
+            self.limits.max_message_bytes,
+        )
+        .map_err(status::internal)?;
+        let data = match self.transformer.rehydrate(root, &msg.bytes, namespace).await {
+            Ok(Some(rewritten)) => {
+                self.check_client_limit(rewritten.len())?;
+                let _rehydrated_permit = self.reserve(rewritten.len())?;
+                frame::encode(&rewritten, msg.was_compressed).map_err(status::internal)?
+            }
+            Ok(None) => data,
+            Err(e) => return Err(status::for_response(&e)),
+        };
+        Ok(Response::from_parts(parts, body_with_trailers(data, trailers)))
+    }
+
+    async fn rehydrate_status_details(&self, headers: &mut HeaderMap, namespace: &str) -> Result<(), Status> {
+        let Some(root) = self.transformer.schema().status() else {
+            return Ok(());
+        };
+        let Some(encoded) = headers.get(STATUS_DETAILS) else {
+            return Ok(());
+        };
+        let Ok(details) = status::decode_details(encoded) else {
+            // Not ours to judge: the client reports undecodable details itself.
+            return Ok(());
+        };
+        match self.transformer.rehydrate(root, &details, namespace).await {
+            Ok(Some(rewritten)) => {
+                headers.insert(STATUS_DETAILS, status::encode_details(&rewritten)?);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(status::for_response(&e)),
+        }
+    }
+
+    async fn read_body(&self, body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
+        let limit = self.limits.max_message_bytes + 5;
+        let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Status::resource_exhausted(format!(
+                    "message larger than the claimcheck proxy's limit of {} bytes (limits.maxMessageBytes)",
+                    self.limits.max_message_bytes
+                ))
+            } else {
+                Status::unavailable(format!("message stream broken: {e}"))
+            }
+        })?;
+        let trailers = collected.trailers().cloned();
+        Ok((collected.to_bytes(), trailers))
+    }
+
+    fn check_client_limit(&self, len: usize) -> Result<(), Status> {
+        let limit = self.limits.client_max_message_bytes;
+        if len + 5 > limit {
+            return Err(Status::resource_exhausted(format!(
+                "the response is {len} bytes once its payloads are put back, over the client's limit of {limit} bytes; \
+                 raise TEMPORAL_MAX_INCOMING_GRPC_BYTES in the worker and limits.clientMaxMessageBytes in the proxy, \
+                 or lower the history page size"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Holds `len` bytes of the in-flight budget until the permit is dropped.
+    fn reserve(&self, len: usize) -> Result<Option<OwnedSemaphorePermit>, Status> {
+        let needed = kib(len);
+        if needed == 0 {
+            return Ok(None);
+        }
+        match self.inflight.clone().try_acquire_many_owned(needed) {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "the claimcheck proxy is holding its in-flight budget of {} bytes (limits.inflightBytes); \
+                     a message of {len} bytes must wait: retry",
+                    self.limits.inflight_bytes
+                ),
+            )),
+        }
+    }
+}
+
+fn kib(len: usize) -> u32 {
+    u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// A top-level string field of a message, such as a request's `namespace`.
+fn string_field(msg: &[u8], number: u32) -> String {
+    Fields::new(msg, 0..msg.len())
+        .map_while(Result::ok)
+        .find(|f| f.number == number && f.wire_type == WIRE_LEN)
+        .and_then(|f| std::str::from_utf8(&msg[f.content]).ok().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn body_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Body {
+    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::with_capacity(2);
+    if !data.is_empty() {
+        frames.push(Ok(Frame::data(data)));
+    }
+    if let Some(trailers) = trailers {
+        frames.push(Ok(Frame::trailers(trailers)));
+    }
+    Body::new(StreamBody::new(futures::stream::iter(frames)))
+}

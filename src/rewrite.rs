@@ -1,0 +1,224 @@
+//! Finds the payloads in a protobuf message and splices replacements in, at the wire
+//! level: fields that cannot lead to a payload are copied as raw bytes, and a message
+//! with nothing to replace is never re-encoded.
+//!
+//! Both functions are synchronous and do no I/O; the proxy decides what each payload
+//! becomes (see `crate::transform`).
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::schema::{Node, Schema};
+use crate::wire::{self, Field, Fields, WIRE_LEN, WireError};
+
+/// Protobuf's own default recursion limit; `Failure.cause` is recursive.
+const MAX_DEPTH: usize = 100;
+
+/// New bytes for the `Payload` message content at `range` of the original buffer.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub range: Range<usize>,
+    pub bytes: Bytes,
+}
+
+/// Byte ranges of the content of every `Payload` reachable from `root`, in order.
+pub fn payload_ranges(schema: &Schema, root: Node, buf: &[u8]) -> Result<Vec<Range<usize>>, WireError> {
+    let mut out = Vec::new();
+    collect(schema, root, buf, 0..buf.len(), 0, &mut out)?;
+    Ok(out)
+}
+
+fn collect(
+    schema: &Schema,
+    node: Node,
+    buf: &[u8],
+    range: Range<usize>,
+    depth: usize,
+    out: &mut Vec<Range<usize>>,
+) -> Result<(), WireError> {
+    if node == Node::Payload {
+        out.push(range);
+        return Ok(());
+    }
+    let walker = Walker::enter(schema, node, buf, &range, depth)?;
+    for field in Fields::new(buf, range) {
+        let field = field?;
+        if let Some(child) = walker.child(&field) {
+            collect(schema, child, buf, field.content, depth + 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `buf` with each replacement spliced in and every enclosing length prefix updated.
+/// `replacements` must be sorted by position and each must be a range returned by
+/// [`payload_ranges`] for the same `root` and `buf`.
+pub fn splice(
+    schema: &Schema,
+    root: Node,
+    buf: &[u8],
+    replacements: &[Replacement],
+) -> Result<Vec<u8>, WireError> {
+    let splicer = Splicer { schema, buf };
+    let mut sizes = HashMap::new();
+    let total = splicer.size(root, 0..buf.len(), replacements, 0, &mut sizes)?;
+    let mut out = Vec::with_capacity(total);
+    splicer.write(root, 0..buf.len(), replacements, &sizes, &mut out)?;
+    debug_assert_eq!(out.len(), total);
+    Ok(out)
+}
+
+struct Splicer<'a> {
+    schema: &'a Schema,
+    buf: &'a [u8],
+}
+
+impl Splicer<'_> {
+    /// New size of the content at `range`; records it in `sizes` (keyed by the range start)
+    /// for every changed message, so `write` can emit length prefixes in one pass.
+    fn size(
+        &self,
+        node: Node,
+        range: Range<usize>,
+        repl: &[Replacement],
+        depth: usize,
+        sizes: &mut HashMap<usize, usize>,
+    ) -> Result<usize, WireError> {
+        let inner = within(repl, &range);
+        if inner.is_empty() {
+            return Ok(range.len());
+        }
+        if node == Node::Payload {
+            return exact(inner, &range).map(|r| r.bytes.len());
+        }
+        let walker = Walker::enter(self.schema, node, self.buf, &range, depth)?;
+        let mut total = 0;
+        for field in Fields::new(self.buf, range.clone()) {
+            let field = field?;
+            let sub = within(inner, &field.content);
+            total += match walker.child(&field) {
+                Some(child) if !sub.is_empty() => {
+                    let n = self.size(child, field.content.clone(), sub, depth + 1, sizes)?;
+                    wire::len_header_size(field.number, n) + n
+                }
+                _ => field.whole.len(),
+            };
+        }
+        sizes.insert(range.start, total);
+        Ok(total)
+    }
+
+    fn write(
+        &self,
+        node: Node,
+        range: Range<usize>,
+        repl: &[Replacement],
+        sizes: &HashMap<usize, usize>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let inner = within(repl, &range);
+        if inner.is_empty() {
+            out.extend_from_slice(&self.buf[range]);
+            return Ok(());
+        }
+        if node == Node::Payload {
+            out.extend_from_slice(&exact(inner, &range)?.bytes);
+            return Ok(());
+        }
+        // `size` already walked this path, so depth was checked there.
+        let walker = Walker::enter(self.schema, node, self.buf, &range, 0)?;
+        for field in Fields::new(self.buf, range) {
+            let field = field?;
+            let sub = within(inner, &field.content);
+            match walker.child(&field) {
+                Some(child) if !sub.is_empty() => {
+                    let n = match child {
+                        Node::Payload => exact(sub, &field.content)?.bytes.len(),
+                        _ => *sizes.get(&field.content.start).ok_or(WireError::Truncated)?,
+                    };
+                    wire::put_len_header(out, field.number, n);
+                    self.write(child, field.content, sub, sizes, out)?;
+                }
+                _ => out.extend_from_slice(&self.buf[field.whole]),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The replacements that fall inside `range` (they are sorted and never straddle a field).
+fn within<'r>(repl: &'r [Replacement], range: &Range<usize>) -> &'r [Replacement] {
+    let first = repl.partition_point(|r| r.range.start < range.start);
+    let rest = &repl[first..];
+    // Disjoint and sorted, so ends ascend too; a payload's header always lies inside the
+    // field that holds it, so a range ending at `range.end` belongs to this range.
+    let count = rest.partition_point(|r| r.range.end <= range.end);
+    &rest[..count]
+}
+
+fn exact<'r>(repl: &'r [Replacement], range: &Range<usize>) -> Result<&'r Replacement, WireError> {
+    match repl {
+        [only] if only.range == *range => Ok(only),
+        // Callers pass ranges from `payload_ranges`; anything else means the buffer changed.
+        _ => Err(WireError::Truncated),
+    }
+}
+
+/// Resolves the children of one message while it is walked.
+struct Walker<'s> {
+    schema: &'s Schema,
+    node: Node,
+    /// For an `Any`: the walkable type named by its `type_url`.
+    any_value: Option<Node>,
+}
+
+impl<'s> Walker<'s> {
+    fn enter(
+        schema: &'s Schema,
+        node: Node,
+        buf: &[u8],
+        range: &Range<usize>,
+        depth: usize,
+    ) -> Result<Self, WireError> {
+        if depth > MAX_DEPTH {
+            return Err(WireError::TooDeep(MAX_DEPTH));
+        }
+        let any_value = match node {
+            Node::Any => any_type(schema, buf, range)?,
+            _ => None,
+        };
+        Ok(Walker {
+            schema,
+            node,
+            any_value,
+        })
+    }
+
+    fn child(&self, field: &Field) -> Option<Node> {
+        if field.wire_type != WIRE_LEN {
+            return None;
+        }
+        match self.node {
+            Node::Message(id) => self.schema.child(id, field.number),
+            Node::Any if field.number == ANY_VALUE => self.any_value,
+            _ => None,
+        }
+    }
+}
+
+const ANY_TYPE_URL: u32 = 1;
+const ANY_VALUE: u32 = 2;
+
+fn any_type(schema: &Schema, buf: &[u8], range: &Range<usize>) -> Result<Option<Node>, WireError> {
+    for field in Fields::new(buf, range.clone()) {
+        let field = field?;
+        if field.number == ANY_TYPE_URL && field.wire_type == WIRE_LEN {
+            let url = std::str::from_utf8(&buf[field.content]).unwrap_or_default();
+            let name = url.rsplit('/').next().unwrap_or_default();
+            return Ok(schema.node(name));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,274 @@
+//! What each payload becomes: on the way to the server, payloads at or above the
+//! threshold are stored and replaced by references; on the way back, references this
+//! proxy can resolve are replaced by the verified original. Stores and fetches of one
+//! message run in parallel, bounded.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{CacheKey, VerifiedCache};
+use crate::driver::{Driver, StoreError};
+use crate::metrics::{Metrics, OpLabel};
+use crate::reference::{
+    self, CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, ReferenceError, SHA256, Target,
+};
+use crate::rewrite::{self, Replacement};
+use crate::schema::{Node, Schema};
+use crate::wire::WireError;
+
+/// A driver and the smallest payload it takes: the tier with the largest `min_bytes`
+/// not above a payload's size stores it.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub driver: Driver,
+    pub min_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Payloads whose serialized size is at least this many bytes are offloaded.
+    pub threshold_bytes: u64,
+    /// Store or fetch operations in flight for one message.
+    pub parallelism: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("malformed message: {0}")]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
+    #[error("integrity check failed for {object}: expected sha256 {expected}, got {actual}")]
+    HashMismatch {
+        object: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("integrity check failed for {object}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        object: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("reference to {object} refused: {reason}")]
+    Denied { object: String, reason: String },
+    #[error("cannot encode reference: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("at least one store is required")]
+pub struct NoStore;
+
+pub struct Transformer {
+    schema: Arc<Schema>,
+    tiers: Vec<Tier>,
+    settings: Settings,
+    cache: VerifiedCache,
+    metrics: Arc<Metrics>,
+}
+
+impl Transformer {
+    pub fn new(
+        schema: Arc<Schema>,
+        mut tiers: Vec<Tier>,
+        settings: Settings,
+        cache: VerifiedCache,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, NoStore> {
+        if tiers.is_empty() {
+            return Err(NoStore);
+        }
+        tiers.sort_by_key(|t| t.min_bytes);
+        Ok(Transformer {
+            schema,
+            tiers,
+            settings,
+            cache,
+            metrics,
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Offloads the large payloads of a message bound for the server.
+    /// `None` means nothing changed: forward the original bytes.
+    pub async fn offload(
+        &self,
+        root: Node,
+        msg: &Bytes,
+        target: &Target,
+    ) -> Result<Option<Vec<u8>>, TransformError> {
+        let threshold = self.settings.threshold_bytes;
+        let candidates: Vec<Range<usize>> = rewrite::payload_ranges(&self.schema, root, msg)?
+            .into_iter()
+            .filter(|r| r.len() as u64 >= threshold)
+            // With a low threshold, references an SDK client already wrote must stay as they are.
+            .filter(|r| !matches!(Reference::from_payload(&msg[r.clone()]), Ok(Some(_))))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let replacements: Vec<Replacement> = stream::iter(candidates)
+            .map(|range| self.store_one(msg, range, target))
+            .buffered(self.settings.parallelism.max(1))
+            .try_collect()
+            .await?;
+        Ok(Some(rewrite::splice(&self.schema, root, msg, &replacements)?))
+    }
+
+    /// Puts back every payload this proxy can resolve in a message bound for a worker or client.
+    pub async fn rehydrate(
+        &self,
+        root: Node,
+        msg: &Bytes,
+        namespace: &str,
+    ) -> Result<Option<Vec<u8>>, TransformError> {
+        let mut found = Vec::new();
+        for range in rewrite::payload_ranges(&self.schema, root, msg)? {
+            if let Some(reference) = Reference::from_payload(&msg[range.clone()])? {
+                // References of drivers this proxy does not have are left for the SDK to resolve.
+                if let Some(tier) = self.tiers.iter().position(|t| t.driver.owns(&reference)) {
+                    found.push((range, reference, tier));
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let replacements: Vec<Replacement> = stream::iter(found)
+            .map(|(range, reference, tier)| async move {
+                let bytes = self
+                    .fetch_one(&self.tiers[tier].driver, &reference, namespace)
+                    .await?;
+                Ok::<_, TransformError>(Replacement { range, bytes })
+            })
+            .buffered(self.settings.parallelism.max(1))
+            .try_collect()
+            .await?;
+        Ok(Some(rewrite::splice(&self.schema, root, msg, &replacements)?))
+    }
+
+    async fn store_one(
+        &self,
+        msg: &Bytes,
+        range: Range<usize>,
+        target: &Target,
+    ) -> Result<Replacement, TransformError> {
+        let payload = msg.slice(range.clone());
+        let size = payload.len() as u64;
+        let driver = self.driver_for(size);
+        let hash = hex::encode(Sha256::digest(&payload));
+        let key = reference::object_key(driver.prefix(), target, &hash);
+        let started = Instant::now();
+        driver.put(&key, payload).await?;
+        self.observe("put", started);
+        self.metrics.offloaded_payloads.inc();
+        self.metrics.offloaded_bytes.inc_by(size);
+        tracing::debug!(object = %driver.object_name(&key), size, "offloaded payload");
+        let reference = Reference {
+            driver_name: driver.name().to_owned(),
+            claim: driver.claim(&key, &hash),
+            size_bytes: None,
+        };
+        Ok(Replacement {
+            range,
+            bytes: Bytes::from(reference.to_payload(size)?),
+        })
+    }
+
+    async fn fetch_one(
+        &self,
+        driver: &Driver,
+        reference: &Reference,
+        namespace: &str,
+    ) -> Result<Bytes, TransformError> {
+        let key = reference.key().unwrap_or_default();
+        let object = driver.object_name(key);
+        let denied = |reason: String| TransformError::Denied {
+            object: object.clone(),
+            reason,
+        };
+        let scope = reference::namespace_scope(driver.prefix(), namespace);
+        if !key.starts_with(&scope) {
+            return Err(denied(format!(
+                "key is outside {scope}, the store prefix of namespace {namespace:?}"
+            )));
+        }
+        let algorithm = reference.claim.get(CLAIM_HASH_ALGORITHM).map(String::as_str);
+        let expected = match (algorithm, reference.claim.get(CLAIM_HASH_VALUE)) {
+            (Some(SHA256), Some(hash)) => hash.to_ascii_lowercase(),
+            _ => {
+                return Err(denied(format!(
+                    "claim must carry {CLAIM_HASH_ALGORITHM}={SHA256} and {CLAIM_HASH_VALUE}"
+                )));
+            }
+        };
+        let cache_key = CacheKey {
+            driver: driver.name(),
+            object: object.clone(),
+            sha256: expected.clone(),
+            size: reference.size_bytes,
+        };
+        if let Some(bytes) = self.cache.get(&cache_key) {
+            self.metrics.cache_hits.inc();
+            return Ok(bytes);
+        }
+        self.metrics.cache_misses.inc();
+        let started = Instant::now();
+        let bytes = driver.get(key).await?;
+        self.observe("get", started);
+        verify(&object, &bytes, &expected, reference.size_bytes)?;
+        self.metrics.fetched_payloads.inc();
+        self.metrics.fetched_bytes.inc_by(bytes.len() as u64);
+        self.cache.insert(cache_key, bytes.clone());
+        Ok(bytes)
+    }
+
+    fn driver_for(&self, size: u64) -> &Driver {
+        // Sorted by `min_bytes`, and `new` refuses an empty list: the first tier takes
+        // whatever is below every `min_bytes`.
+        let tier = self.tiers.iter().rev().find(|t| t.min_bytes <= size);
+        &tier.unwrap_or(&self.tiers[0]).driver
+    }
+
+    fn observe(&self, op: &'static str, started: Instant) {
+        self.metrics
+            .store_seconds
+            .get_or_create(&OpLabel { op })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+fn verify(
+    object: &str,
+    bytes: &[u8],
+    expected_hash: &str,
+    expected_size: Option<u64>,
+) -> Result<(), TransformError> {
+    if let Some(expected) = expected_size.filter(|s| *s != bytes.len() as u64) {
+        return Err(TransformError::SizeMismatch {
+            object: object.to_owned(),
+            expected,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != expected_hash {
+        return Err(TransformError::HashMismatch {
+            object: object.to_owned(),
+            expected: expected_hash.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Properties of the payload rewriter on real Temporal message types, with an in-memory
+//! store (the filesystem and real-server paths are covered by tests/e2e).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use claimcheck::cache::VerifiedCache;
+use claimcheck::driver::Driver;
+use claimcheck::metrics::Metrics;
+use claimcheck::reference::{Reference, Target};
+use claimcheck::rewrite;
+use claimcheck::schema::Schema;
+use claimcheck::transform::{Settings, Tier, TransformError, Transformer};
+use prost::Message;
+use proptest::prelude::*;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, SearchAttributes};
+use temporalio_protos::temporal::api::failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo};
+use temporalio_protos::temporal::api::history::v1::{
+    ActivityTaskCompletedEventAttributes, ActivityTaskFailedEventAttributes, History, HistoryEvent,
+    history_event::Attributes,
+};
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    GetWorkflowExecutionHistoryResponse, StartWorkflowExecutionRequest,
+};
+
+const HISTORY: &str = "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse";
+const START: &str = "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest";
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::temporal().expect("descriptor set"))
+}
+
+fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
+    let tier = Tier { driver: Driver::open("memory://", "").expect("memory store"), min_bytes: 0 };
+    let settings = Settings { threshold_bytes: threshold, parallelism: 4 };
+    Transformer::new(schema.clone(), vec![tier], settings, VerifiedCache::new(64, 1 << 30), Arc::new(Metrics::new()))
+        .expect("one tier")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn payload(data: Vec<u8>) -> Payload {
+    Payload {
+        metadata: [("encoding".to_owned(), b"binary/plain".to_vec())].into(),
+        data,
+        ..Default::default()
+    }
+}
+
+/// A history whose events carry payloads of the given sizes, alternating between an
+/// activity result and an activity failure's details.
+fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
+    let events = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let data = (0..*size).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>();
+            let payloads = Some(Payloads { payloads: vec![payload(data)] });
+            let attributes = if i % 2 == 0 {
+                Attributes::ActivityTaskCompletedEventAttributes(ActivityTaskCompletedEventAttributes {
+                    result: payloads,
+                    identity: format!("worker-{i}"),
+                    ..Default::default()
+                })
+            } else {
+                let info = ApplicationFailureInfo { r#type: "Boom".into(), details: payloads, ..Default::default() };
+                Attributes::ActivityTaskFailedEventAttributes(ActivityTaskFailedEventAttributes {
+                    failure: Some(Failure {
+                        message: "failed".into(),
+                        failure_info: Some(FailureInfo::ApplicationFailureInfo(info)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            };
+            HistoryEvent { event_id: i as i64 + 1, attributes: Some(attributes), ..Default::default() }
+        })
+        .collect();
+    GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events }),
+        next_page_token: b"page".to_vec(),
+        ..Default::default()
+    }
+}
+
+fn target() -> Target {
+    Target { namespace: "default".into(), workflow: None }
+}
+
+#[test]
+fn a_message_with_nothing_to_offload_is_not_rewritten() {
+    let schema = schema();
+    let t = transformer(&schema, 1024);
+    let msg = Bytes::from(history(&[10, 900, 0, 500]).encode_to_vec());
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    assert!(rt.block_on(t.offload(root, &msg, &target())).unwrap().is_none());
+    assert!(rt.block_on(t.rehydrate(root, &msg, "default")).unwrap().is_none());
+}
+
+#[test]
+fn offloaded_payloads_become_sdk_references_and_come_back() {
+    let schema = schema();
+    let t = transformer(&schema, 1024);
+    let original = history(&[2048, 10, 5000, 1024]);
+    let msg = Bytes::from(original.encode_to_vec());
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap().expect("rewritten");
+    let decoded = GetWorkflowExecutionHistoryResponse::decode(offloaded.as_slice()).unwrap();
+    assert_eq!(decoded.next_page_token, b"page");
+    let ranges = rewrite::payload_ranges(&schema, root, &offloaded).unwrap();
+    let references: Vec<Reference> =
+        ranges.iter().filter_map(|r| Reference::from_payload(&offloaded[r.clone()]).unwrap()).collect();
+    assert_eq!(references.len(), 3, "payloads of 2048, 5000 and 1024 bytes are offloaded");
+    assert!(references.iter().all(|r| r.key().unwrap().starts_with("v0/ns/default/d/sha256/")));
+    let back = rt.block_on(t.rehydrate(root, &Bytes::from(offloaded), "default")).unwrap().expect("rewritten");
+    assert_eq!(back, msg, "rehydration restores the original bytes exactly");
+}
+
+#[test]
+fn search_attributes_stay_inline() {
+    let schema = schema();
+    let t = transformer(&schema, 16);
+    let big = payload(vec![7; 4096]);
+    let request = StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        search_attributes: Some(SearchAttributes { indexed_fields: [("Big".to_owned(), big.clone())].into() }),
+        input: Some(Payloads { payloads: vec![big] }),
+        ..Default::default()
+    };
+    let msg = Bytes::from(request.encode_to_vec());
+    let out = runtime().block_on(t.offload(schema.node(START).unwrap(), &msg, &target())).unwrap().unwrap();
+    let out = StartWorkflowExecutionRequest::decode(out.as_slice()).unwrap();
+    assert_eq!(out.search_attributes, request.search_attributes);
+    assert_ne!(out.input, request.input, "the input is offloaded");
+}
+
+#[test]
+fn a_reference_to_another_namespace_is_refused() {
+    let schema = schema();
+    let t = transformer(&schema, 1024);
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[4096]).encode_to_vec());
+    let offloaded = Bytes::from(rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap());
+    let err = rt.block_on(t.rehydrate(root, &offloaded, "other")).unwrap_err();
+    assert!(matches!(err, TransformError::Denied { .. }), "{err}");
+    assert!(err.to_string().contains("memory://v0/ns/default/d/sha256/"), "names the object: {err}");
+}
+
+#[test]
+fn a_missing_object_is_data_loss_never_a_substitute() {
+    let schema = schema();
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[4096]).encode_to_vec());
+    let offloaded = Bytes::from(rt.block_on(transformer(&schema, 1024).offload(root, &msg, &target())).unwrap().unwrap());
+    // A fresh in-memory store has never seen the object.
+    let err = rt.block_on(transformer(&schema, 1024).rehydrate(root, &offloaded, "default")).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn offload_then_rehydrate_is_the_identity(sizes in prop::collection::vec(0usize..6000, 0..12), threshold in 0u64..5000) {
+        let schema = schema();
+        let t = transformer(&schema, threshold);
+        let root = schema.node(HISTORY).unwrap();
+        let msg = Bytes::from(history(&sizes).encode_to_vec());
+        let rt = runtime();
+        let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap();
+        let offloaded = offloaded.map(Bytes::from).unwrap_or_else(|| msg.clone());
+        let back = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
+        prop_assert_eq!(back.map(Bytes::from).unwrap_or(offloaded), msg);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let schema = schema();
+        let t = transformer(&schema, 0);
+        let msg = Bytes::from(bytes);
+        let rt = runtime();
+        for name in [HISTORY, START, "google.rpc.Status"] {
+            let root = schema.node(name).unwrap();
+            let _ = rewrite::payload_ranges(&schema, root, &msg);
+            let _ = rt.block_on(t.offload(root, &msg, &target()));
+            let _ = rt.block_on(t.rehydrate(root, &msg, "default"));
+        }
+        let _ = Reference::from_payload(&msg);
+        let _ = claimcheck::frame::decode(msg, Some("gzip"), 1 << 20);
+    }
+
+    #[test]
+    fn mutated_messages_never_panic(sizes in prop::collection::vec(0usize..300, 1..6), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let schema = schema();
+        let t = transformer(&schema, 64);
+        let root = schema.node(HISTORY).unwrap();
+        let mut bytes = history(&sizes).encode_to_vec();
+        for (at, value) in flips {
+            let len = bytes.len();
+            bytes[at % len] = value;
+        }
+        let msg = Bytes::from(bytes);
+        let rt = runtime();
+        if let Ok(Some(out)) = rt.block_on(t.offload(root, &msg, &target())) {
+            let _ = rt.block_on(t.rehydrate(root, &Bytes::from(out), "default"));
+        }
+    }
+}
