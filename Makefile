@@ -19,8 +19,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
+## Integration tests start a real Temporal dev server from the test venv.
 unit:
-	$(CARGO) test --release --locked
+	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" $(CARGO) test --release --locked
 
 e2e: build
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" -m pytest -q tests/e2e

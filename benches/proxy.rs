@@ -3,85 +3,34 @@
 //!
 //! Needs `TEMPORAL_CLI` (the `temporal` binary) and `CLAIMCHECK_BIN`; `make bench` sets both.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt;
+use tonic::transport::Channel;
 
-const SMALL_RPC: &str = "/grpc.health.v1.Health/Check";
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{HEALTH_CHECK, free_port, spawn, unary};
+
 const LATENCY_CALLS: usize = 3000;
 const THROUGHPUT_CALLS: usize = 6000;
 const CONCURRENCY: usize = 32;
 
-/// Kills the child process when dropped, so a failed bench leaves nothing behind.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn(program: &str, args: &[String]) -> Process {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    Process(child)
-}
-
-/// An empty HealthCheckRequest, framed as one gRPC message. The frontend rate-limits
-/// every WorkflowService method (even with its `frontend.rps` keys raised, seen on the
-/// dev server 1.32), which would cap both sides; its health check is exempt.
-fn small_request() -> Bytes {
-    Bytes::from_static(&[0, 0, 0, 0, 0])
-}
-
-async fn call(channel: &Channel, body: Bytes) -> Result<(), String> {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://bench{SMALL_RPC}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(Body::new(Full::new(body)))
-        .map_err(|e| e.to_string())?;
-    let response = channel
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let collected = response.into_body().collect().await.map_err(|e| e.to_string())?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    match trailers.get("grpc-status") {
-        Some(status) if status == "0" => Ok(()),
-        other => Err(format!(
-            "call failed: grpc-status {other:?} {:?}",
-            trailers.get("grpc-message")
-        )),
+/// A unary call with an empty HealthCheckRequest. The frontend rate-limits every
+/// WorkflowService method (even with its `frontend.rps` keys raised, seen on the dev server
+/// 1.32), which would cap both sides; its health check is exempt.
+async fn call(channel: &Channel) -> Result<(), String> {
+    let reply = unary(channel, HEALTH_CHECK, &[], &[]).await?;
+    match reply.status() {
+        "0" => Ok(()),
+        other => Err(format!("grpc-status {other}: {}", reply.grpc_message())),
     }
 }
 
 async fn connect(port: u16) -> Channel {
-    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("url")
-        .connect_lazy();
+    let channel = support::channel(port);
     for _ in 0..600 {
-        if call(&channel, small_request()).await.is_ok() {
+        if call(&channel).await.is_ok() {
             return channel;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -100,7 +49,7 @@ async fn latencies(direct: &Channel, proxied: &Channel) -> (Vec<Duration>, Vec<D
         for (name, channel, out) in [("direct", direct, &mut d), ("proxy", proxied, &mut p)] {
             for i in 0..100 {
                 let started = Instant::now();
-                if let Err(e) = call(channel, small_request()).await {
+                if let Err(e) = call(channel).await {
                     panic!("{name} call {i} after {} calls: {e}", out.len());
                 }
                 out.push(started.elapsed());
@@ -118,7 +67,7 @@ async fn throughput(channel: &Channel) -> f64 {
         let channel = channel.clone();
         tokio::spawn(async move {
             for _ in 0..THROUGHPUT_CALLS / CONCURRENCY {
-                call(&channel, small_request()).await.expect("call succeeds");
+                call(&channel).await.expect("call succeeds");
             }
         })
     });

@@ -16,6 +16,9 @@ struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, global = true, default_value = "text", env = "CLAIMCHECK_LOG_FORMAT")]
     log_format: String,
+    /// Runtime worker threads; defaults to the number of CPUs. A sidecar usually wants 1-2.
+    #[arg(long, global = true, env = "CLAIMCHECK_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,14 +139,19 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining calls in flight");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
-    match cli.command {
-        Command::Proxy(args) => {
-            let config = args.into_config()?;
-            BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
-        }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(threads);
     }
+    runtime.enable_all().build()?.block_on(async {
+        match cli.command {
+            Command::Proxy(args) => {
+                let config = args.into_config()?;
+                BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
+            }
+        }
+    })
 }

@@ -11,8 +11,8 @@ use claimcheck::reference::{Reference, Target};
 use claimcheck::rewrite;
 use claimcheck::schema::Schema;
 use claimcheck::transform::{Settings, Tier, TransformError, Transformer};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, SearchAttributes};
 use temporalio_protos::temporal::api::failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo};
 use temporalio_protos::temporal::api::history::v1::{
@@ -31,14 +31,29 @@ fn schema() -> Arc<Schema> {
 }
 
 fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
-    let tier = Tier { driver: Driver::open("memory://", "").expect("memory store"), min_bytes: 0 };
-    let settings = Settings { threshold_bytes: threshold, parallelism: 4 };
-    Transformer::new(schema.clone(), vec![tier], settings, VerifiedCache::new(64, 1 << 30), Arc::new(Metrics::new()))
-        .expect("one tier")
+    let tier = Tier {
+        driver: Driver::open("memory://", "").expect("memory store"),
+        min_bytes: 0,
+    };
+    let settings = Settings {
+        threshold_bytes: threshold,
+        parallelism: 4,
+    };
+    Transformer::new(
+        schema.clone(),
+        vec![tier],
+        settings,
+        VerifiedCache::new(64, 1 << 30),
+        Arc::new(Metrics::new()),
+    )
+    .expect("one tier")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn payload(data: Vec<u8>) -> Payload {
@@ -57,7 +72,9 @@ fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
         .enumerate()
         .map(|(i, size)| {
             let data = (0..*size).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>();
-            let payloads = Some(Payloads { payloads: vec![payload(data)] });
+            let payloads = Some(Payloads {
+                payloads: vec![payload(data)],
+            });
             let attributes = if i % 2 == 0 {
                 Attributes::ActivityTaskCompletedEventAttributes(ActivityTaskCompletedEventAttributes {
                     result: payloads,
@@ -65,7 +82,11 @@ fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
                     ..Default::default()
                 })
             } else {
-                let info = ApplicationFailureInfo { r#type: "Boom".into(), details: payloads, ..Default::default() };
+                let info = ApplicationFailureInfo {
+                    r#type: "Boom".into(),
+                    details: payloads,
+                    ..Default::default()
+                };
                 Attributes::ActivityTaskFailedEventAttributes(ActivityTaskFailedEventAttributes {
                     failure: Some(Failure {
                         message: "failed".into(),
@@ -75,7 +96,11 @@ fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
                     ..Default::default()
                 })
             };
-            HistoryEvent { event_id: i as i64 + 1, attributes: Some(attributes), ..Default::default() }
+            HistoryEvent {
+                event_id: i as i64 + 1,
+                attributes: Some(attributes),
+                ..Default::default()
+            }
         })
         .collect();
     GetWorkflowExecutionHistoryResponse {
@@ -86,7 +111,10 @@ fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
 }
 
 fn target() -> Target {
-    Target { namespace: "default".into(), workflow: None }
+    Target {
+        namespace: "default".into(),
+        workflow: None,
+    }
 }
 
 #[test]
@@ -108,15 +136,31 @@ fn offloaded_payloads_become_sdk_references_and_come_back() {
     let msg = Bytes::from(original.encode_to_vec());
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
-    let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap().expect("rewritten");
+    let offloaded = rt
+        .block_on(t.offload(root, &msg, &target()))
+        .unwrap()
+        .expect("rewritten");
     let decoded = GetWorkflowExecutionHistoryResponse::decode(offloaded.as_slice()).unwrap();
     assert_eq!(decoded.next_page_token, b"page");
     let ranges = rewrite::payload_ranges(&schema, root, &offloaded).unwrap();
-    let references: Vec<Reference> =
-        ranges.iter().filter_map(|r| Reference::from_payload(&offloaded[r.clone()]).unwrap()).collect();
-    assert_eq!(references.len(), 3, "payloads of 2048, 5000 and 1024 bytes are offloaded");
-    assert!(references.iter().all(|r| r.key().unwrap().starts_with("v0/ns/default/d/sha256/")));
-    let back = rt.block_on(t.rehydrate(root, &Bytes::from(offloaded), "default")).unwrap().expect("rewritten");
+    let references: Vec<Reference> = ranges
+        .iter()
+        .filter_map(|r| Reference::from_payload(&offloaded[r.clone()]).unwrap())
+        .collect();
+    assert_eq!(
+        references.len(),
+        3,
+        "payloads of 2048, 5000 and 1024 bytes are offloaded"
+    );
+    assert!(
+        references
+            .iter()
+            .all(|r| r.key().unwrap().starts_with("v0/ns/default/d/sha256/"))
+    );
+    let back = rt
+        .block_on(t.rehydrate(root, &Bytes::from(offloaded), "default"))
+        .unwrap()
+        .expect("rewritten");
     assert_eq!(back, msg, "rehydration restores the original bytes exactly");
 }
 
@@ -127,12 +171,17 @@ fn search_attributes_stay_inline() {
     let big = payload(vec![7; 4096]);
     let request = StartWorkflowExecutionRequest {
         namespace: "default".into(),
-        search_attributes: Some(SearchAttributes { indexed_fields: [("Big".to_owned(), big.clone())].into() }),
+        search_attributes: Some(SearchAttributes {
+            indexed_fields: [("Big".to_owned(), big.clone())].into(),
+        }),
         input: Some(Payloads { payloads: vec![big] }),
         ..Default::default()
     };
     let msg = Bytes::from(request.encode_to_vec());
-    let out = runtime().block_on(t.offload(schema.node(START).unwrap(), &msg, &target())).unwrap().unwrap();
+    let out = runtime()
+        .block_on(t.offload(schema.node(START).unwrap(), &msg, &target()))
+        .unwrap()
+        .unwrap();
     let out = StartWorkflowExecutionRequest::decode(out.as_slice()).unwrap();
     assert_eq!(out.search_attributes, request.search_attributes);
     assert_ne!(out.input, request.input, "the input is offloaded");
@@ -148,7 +197,10 @@ fn a_reference_to_another_namespace_is_refused() {
     let offloaded = Bytes::from(rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap());
     let err = rt.block_on(t.rehydrate(root, &offloaded, "other")).unwrap_err();
     assert!(matches!(err, TransformError::Denied { .. }), "{err}");
-    assert!(err.to_string().contains("memory://v0/ns/default/d/sha256/"), "names the object: {err}");
+    assert!(
+        err.to_string().contains("memory://v0/ns/default/d/sha256/"),
+        "names the object: {err}"
+    );
 }
 
 #[test]
@@ -157,9 +209,15 @@ fn a_missing_object_is_data_loss_never_a_substitute() {
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = Bytes::from(rt.block_on(transformer(&schema, 1024).offload(root, &msg, &target())).unwrap().unwrap());
+    let offloaded = Bytes::from(
+        rt.block_on(transformer(&schema, 1024).offload(root, &msg, &target()))
+            .unwrap()
+            .unwrap(),
+    );
     // A fresh in-memory store has never seen the object.
-    let err = rt.block_on(transformer(&schema, 1024).rehydrate(root, &offloaded, "default")).unwrap_err();
+    let err = rt
+        .block_on(transformer(&schema, 1024).rehydrate(root, &offloaded, "default"))
+        .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 

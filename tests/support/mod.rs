@@ -1,0 +1,184 @@
+//! Test support: real processes (the Temporal dev server), free ports, raw unary gRPC calls.
+//! Shared by the integration tests and the benches.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+use tower::ServiceExt;
+
+/// Kills the child process when dropped, so a failed test leaves nothing behind.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn spawn(program: &str, args: &[String]) -> Process {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Process(child)
+}
+
+/// `temporal server start-dev`, from `TEMPORAL_CLI` (set by the Makefile from the test venv).
+pub struct DevServer {
+    pub port: u16,
+    _process: Process,
+}
+
+impl DevServer {
+    pub async fn start() -> DevServer {
+        let cli = std::env::var("TEMPORAL_CLI")
+            .expect("TEMPORAL_CLI must name the temporal binary: run through `make test`");
+        let (port, ui_port) = (free_port(), free_port());
+        let args = [
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--headless",
+            "--log-level",
+            "error",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([
+            "--port".into(),
+            port.to_string(),
+            "--ui-port".into(),
+            ui_port.to_string(),
+        ])
+        .collect::<Vec<_>>();
+        let process = spawn(&cli, &args);
+        let server = DevServer {
+            port,
+            _process: process,
+        };
+        let channel = channel(port);
+        for _ in 0..600 {
+            let ready = unary(&channel, DESCRIBE_NAMESPACE, &describe_namespace("default"), &[]).await;
+            if ready.is_ok_and(|r| r.status() == "0") {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the Temporal dev server did not come up on port {port}");
+    }
+}
+
+pub const DESCRIBE_NAMESPACE: &str = "/temporal.api.workflowservice.v1.WorkflowService/DescribeNamespace";
+pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+pub fn describe_namespace(namespace: &str) -> Vec<u8> {
+    let mut msg = vec![0x0a, namespace.len() as u8];
+    msg.extend_from_slice(namespace.as_bytes());
+    msg
+}
+
+pub fn channel(port: u16) -> Channel {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("url")
+        .connect_lazy()
+}
+
+/// A unary call's answer, as it came off the wire.
+#[derive(Debug)]
+pub struct Reply {
+    pub headers: HeaderMap,
+    pub message: Option<Bytes>,
+    pub compressed: bool,
+    pub trailers: HeaderMap,
+}
+
+impl Reply {
+    /// The gRPC status, from the trailers or, for a trailers-only answer, the headers.
+    pub fn status(&self) -> &str {
+        let value = self
+            .trailers
+            .get("grpc-status")
+            .or(self.headers.get("grpc-status"));
+        value.and_then(|v| v.to_str().ok()).unwrap_or("missing")
+    }
+
+    pub fn grpc_message(&self) -> String {
+        let value = self
+            .trailers
+            .get("grpc-message")
+            .or(self.headers.get("grpc-message"));
+        value.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    }
+}
+
+/// Sends `msg` (already framed by the caller when `framed`) with extra headers.
+pub async fn unary_framed(
+    channel: &Channel,
+    path: &str,
+    framed: Bytes,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Body::new(Full::new(framed)))
+        .map_err(|e| e.to_string())?;
+    let response = channel
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let mut data = collected.to_bytes();
+    let (message, compressed) = if data.len() >= 5 {
+        let compressed = data.get_u8() == 1;
+        let len = data.get_u32() as usize;
+        (Some(data.split_to(len)), compressed)
+    } else {
+        (None, false)
+    };
+    Ok(Reply {
+        headers: parts.headers,
+        message,
+        compressed,
+        trailers,
+    })
+}
+
+pub async fn unary(
+    channel: &Channel,
+    path: &str,
+    msg: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(msg);
+    unary_framed(channel, path, Bytes::from(framed), headers).await
+}
