@@ -7,6 +7,7 @@
 
 mod route;
 mod status;
+mod task;
 mod upstream;
 
 use std::convert::Infallible;
@@ -28,6 +29,7 @@ use crate::reference::Target;
 use crate::schema::Method;
 use crate::transform::Transformer;
 use crate::wire::{Fields, WIRE_LEN};
+use task::{TaskKind, UndeliveredTask};
 
 pub use route::serve;
 pub use upstream::{UpstreamTls, connect};
@@ -108,6 +110,7 @@ impl Proxy {
 
     async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Status> {
         let method = self.transformer.schema().method(req.uri().path()).copied();
+        let task_kind = TaskKind::of(req.uri().path());
         let (mut parts, body) = req.into_parts();
         let (body, _) = self.read_body(body).await?;
         let _request_permit = self.reserve(body.len())?;
@@ -136,21 +139,31 @@ impl Proxy {
             None => body,
         };
         strip_hop_by_hop(&mut parts.headers);
+        // Only a task poll needs its metadata again, to fail an undeliverable task.
+        let poll = task_kind.map(|kind| UndeliveredTask {
+            kind,
+            headers: parts.headers.clone(),
+            poll_request: msg.bytes.clone(),
+            poll_response: Bytes::new(),
+            namespace: namespace.clone(),
+        });
         let upstream_req = Request::from_parts(parts, Body::new(Full::new(body)));
         let response = self.upstream.clone().oneshot(upstream_req).await.map_err(|e| {
             Status::unavailable(format!(
                 "Temporal frontend unreachable from the claimcheck proxy: {e}"
             ))
         })?;
-        self.answer(response, method.as_ref(), &namespace).await
+        self.answer(response, method.as_ref(), &namespace, poll).await
     }
 
-    /// Puts back the payloads of the server's answer, in its message and its status details.
+    /// Puts back the payloads of the server's answer, in its message and its status details;
+    /// a polled task whose payloads cannot be put back is failed on the server.
     async fn answer(
         &self,
         response: Response<Body>,
         method: Option<&Method>,
         namespace: &str,
+        poll: Option<UndeliveredTask>,
     ) -> Result<Response<Body>, Status> {
         let (mut parts, body) = response.into_parts();
         let (data, mut trailers) = self.read_body(body).await?;
@@ -178,7 +191,17 @@ impl Proxy {
                 frame::encode(&rewritten, msg.was_compressed).map_err(status::internal)?
             }
             Ok(None) => data,
-            Err(e) => return Err(status::for_response(&e)),
+            Err(e) => {
+                let status = status::for_response(&e);
+                if let Some(task) = poll {
+                    let task = UndeliveredTask {
+                        poll_response: msg.bytes,
+                        ..task
+                    };
+                    task::fail_on_server(&self.upstream, task, &status).await;
+                }
+                return Err(status);
+            }
         };
         Ok(Response::from_parts(parts, body_with_trailers(data, trailers)))
     }

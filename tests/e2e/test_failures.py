@@ -69,11 +69,11 @@ def start_raw(client: Client, workflow_id: str, payloads: list[Payload]) -> Awai
 
 async def producer_and_consumer(
     proxy_factory: Callable[[Path], Proxy], store: Path
-) -> tuple[Client, Client, Proxy]:
+) -> tuple[Client, Client]:
     """Two proxies on one store, as two worker pods have. The consumer has never seen the
     objects the producer wrote, so nothing it could cache hides what happens to the store."""
     producer, consumer = proxy_factory(store), proxy_factory(store)
-    return await connect(producer.address), await connect(consumer.address), consumer
+    return await connect(producer.address), await connect(consumer.address)
 
 
 async def start_verified(client: Client, seed: int):
@@ -91,20 +91,22 @@ async def start_verified(client: Client, seed: int):
     return handle, digest(data)
 
 
-async def wait_for_workflow_task_retries(direct_client: Client, workflow_id: str) -> None:
-    """Waits until the server has handed out the first workflow task again: the worker never
-    got it. The run must still be running, not failed on a wrong input."""
+async def wait_for_task_failure(direct_client: Client, workflow_id: str, *terms: str) -> str:
+    """Waits until the server's history shows the workflow task failed by the proxy with a
+    message holding every term (the status and the object), and returns that message. The
+    run must still be running: the task is retried, not the run failed on a wrong input."""
+    handle = direct_client.get_workflow_handle(workflow_id)
     async with asyncio.timeout(WAIT):
-        while (await describe(direct_client, workflow_id)).pending_workflow_task.attempt < 2:
+        while True:
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_task_failed_event_attributes"):
+                    failure = event.workflow_task_failed_event_attributes.failure
+                    if all(term in failure.message for term in terms):
+                        description = await describe(direct_client, workflow_id)
+                        status = description.workflow_execution_info.status
+                        assert status == WorkflowExecutionStatus.RUNNING.value
+                        return failure.message
             await asyncio.sleep(0.2)
-    description = await describe(direct_client, workflow_id)
-    assert description.workflow_execution_info.status == WorkflowExecutionStatus.RUNNING.value
-
-
-def logged(proxy: Proxy, *terms: str) -> bool:
-    """Whether one line of the proxy's log has all the terms (method, status, object key)."""
-    lines = proxy.process.log_text().splitlines()
-    return any(all(term in line for term in terms) for line in lines)
 
 
 def flip_a_byte(data: bytes) -> bytes:
@@ -118,7 +120,7 @@ async def test_corrupted_object_is_data_loss_until_restored(
     proxy_factory: Callable[[Path], Proxy], tmp_path: Path, direct_client: Client
 ) -> None:
     store = tmp_path / "store"
-    producer_client, consumer_client, consumer = await producer_and_consumer(proxy_factory, store)
+    producer_client, consumer_client = await producer_and_consumer(proxy_factory, store)
     handle, expected = await start_verified(producer_client, seed=21)
     (ref,) = await checked_run_references(direct_client, handle.id, None, store)
     stored = store / ref.key
@@ -130,9 +132,8 @@ async def test_corrupted_object_is_data_loss_until_restored(
     assert ref.key in err.message
 
     async with worker(consumer_client, handle.id):
-        await wait_for_workflow_task_retries(direct_client, handle.id)
-        # The worker's poll is what failed: the proxy refused the task rather than hand it over.
-        assert logged(consumer, "PollWorkflowTaskQueue", "DataLoss", ref.key)
+        # The proxy refused the worker's task and failed it on the server, naming the object.
+        await wait_for_task_failure(direct_client, handle.id, "DataLoss", "integrity", ref.key)
         stored.write_bytes(original)
         assert await asyncio.wait_for(handle.result(), WAIT) == expected
 
@@ -141,7 +142,7 @@ async def test_missing_store_is_unavailable_until_back(
     proxy_factory: Callable[[Path], Proxy], tmp_path: Path, direct_client: Client
 ) -> None:
     store = tmp_path / "store"
-    producer_client, consumer_client, consumer = await producer_and_consumer(proxy_factory, store)
+    producer_client, consumer_client = await producer_and_consumer(proxy_factory, store)
     handle, expected = await start_verified(producer_client, seed=22)
     (ref,) = await checked_run_references(direct_client, handle.id, None, store)
     away = store.rename(tmp_path / "store-away")
@@ -159,8 +160,7 @@ async def test_missing_store_is_unavailable_until_back(
     assert err.status == RPCStatusCode.UNAVAILABLE, err
 
     async with worker(consumer_client, handle.id):
-        await wait_for_workflow_task_retries(direct_client, handle.id)
-        assert logged(consumer, "PollWorkflowTaskQueue", "Unavailable", ref.key)
+        await wait_for_task_failure(direct_client, handle.id, "Unavailable", ref.key)
         away.rename(store)
         assert await asyncio.wait_for(handle.result(), WAIT) == expected
 
