@@ -28,9 +28,9 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from claims import checked_run_references, describe, reference_payload
+from claims import checked_run_references, describe, history_references, reference_payload
 from harness import NAMESPACE, THRESHOLD, MiB, Proxy, connect, unique, worker
-from workflows import VerifiedInput, blob, digest
+from workflows import ActivityOnOtherQueue, VerifiedInput, blob, digest
 
 SIZE = 3 * MiB
 # A short workflow task timeout: a task whose poll response the proxy refused is handed out
@@ -163,6 +163,45 @@ async def test_missing_store_is_unavailable_until_back(
         await wait_for_task_failure(direct_client, handle.id, "Unavailable", ref.key)
         away.rename(store)
         assert await asyncio.wait_for(handle.result(), WAIT) == expected
+
+
+async def test_corrupted_activity_input_fails_the_activity_attempt(
+    proxy_factory: Callable[[Path], Proxy], tmp_path: Path, direct_client: Client
+) -> None:
+    """The activity's own attempt fails, naming the object, and succeeds once it is restored."""
+    store = tmp_path / "store"
+    producer_client, consumer_client = await producer_and_consumer(proxy_factory, store)
+    workflow_id = unique("activity-input")
+    activity_queue = f"{workflow_id}-activities"
+    data = blob(41, SIZE)
+    async with worker(producer_client, workflow_id):
+        handle = await producer_client.start_workflow(
+            ActivityOnOtherQueue.run,
+            args=[41, SIZE, activity_queue],
+            id=workflow_id,
+            task_queue=workflow_id,
+            execution_timeout=timedelta(seconds=2 * WAIT),
+        )
+        stored_history = direct_client.get_workflow_handle(workflow_id)
+        async with asyncio.timeout(WAIT):
+            while not (refs := history_references((await stored_history.fetch_history()).events, store)):
+                await asyncio.sleep(0.2)
+    (ref,) = refs
+    assert ref.event == "ACTIVITY_TASK_SCHEDULED"
+    stored = store / ref.key
+    original = stored.read_bytes()
+    stored.write_bytes(flip_a_byte(original))
+
+    async with worker(consumer_client, activity_queue), worker(consumer_client, workflow_id):
+        async with asyncio.timeout(WAIT):
+            while True:
+                pending = (await describe(direct_client, workflow_id)).pending_activities
+                message = pending[0].last_failure.message if pending else ""
+                if "DataLoss" in message and ref.key in message:
+                    break
+                await asyncio.sleep(0.2)
+        stored.write_bytes(original)
+        assert await asyncio.wait_for(handle.result(), WAIT) == digest(data)
 
 
 def plant(path: Path, data: bytes) -> None:

@@ -38,6 +38,11 @@ async def reverse(data: bytes) -> bytes:
 
 
 @activity.defn
+async def digest_of(data: bytes) -> str:
+    return digest(data)
+
+
+@activity.defn
 async def make_blob(seed: int, size: int) -> bytes:
     return blob(seed, size)
 
@@ -240,6 +245,22 @@ class VerifiedInput:
 
 
 @workflow.defn
+class ActivityOnOtherQueue:
+    """A large activity input, for an activity worker on a queue of its own: a test can act on
+    the stored input between scheduling and delivery. Retries come fast for the same reason."""
+
+    @workflow.run
+    async def run(self, seed: int, size: int, activity_queue: str) -> str:
+        return await workflow.execute_activity(
+            digest_of,
+            blob(seed, size),
+            task_queue=activity_queue,
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=1.0),
+        )
+
+
+@workflow.defn
 class TwoActivities:
     """The demo: a large payload made by one activity and reversed by another."""
 
@@ -265,6 +286,7 @@ WORKFLOWS = [
     ContinueAsNewCarrier,
     MemoReader,
     VerifiedInput,
+    ActivityOnOtherQueue,
     TwoActivities,
 ]
-ACTIVITIES = [reverse, make_blob, fail_with_details, heartbeat_then_retry]
+ACTIVITIES = [reverse, digest_of, make_blob, fail_with_details, heartbeat_then_retry]
