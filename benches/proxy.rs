@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{HEALTH_CHECK, free_port, spawn, unary};
+use support::{DevServer, HEALTH_CHECK, free_port, spawn, unary};
 
 const LATENCY_CALLS: usize = 3000;
 const THROUGHPUT_CALLS: usize = 6000;
@@ -78,32 +78,14 @@ async fn throughput(channel: &Channel) -> f64 {
 }
 
 fn main() {
-    let temporal = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI: the temporal binary");
     let claimcheck = std::env::var("CLAIMCHECK_BIN").expect("CLAIMCHECK_BIN: the claimcheck binary");
-    let (server_port, ui_port, proxy_port, metrics_port) =
-        (free_port(), free_port(), free_port(), free_port());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = runtime.block_on(DevServer::start());
+    let (server_port, proxy_port, metrics_port) = (server.port, free_port(), free_port());
     let store = tempfile::tempdir().expect("temp dir");
-    let _server = spawn(
-        &temporal,
-        &[
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--headless",
-            "--log-level",
-            "error",
-        ]
-        .map(str::to_owned)
-        .into_iter()
-        .chain([
-            "--port".into(),
-            server_port.to_string(),
-            "--ui-port".into(),
-            ui_port.to_string(),
-        ])
-        .collect::<Vec<_>>(),
-    );
     let _proxy = spawn(
         &claimcheck,
         &[
@@ -114,10 +96,6 @@ fn main() {
             format!("--store=file://{}", store.path().display()),
         ],
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     runtime.block_on(async {
         let direct = connect(server_port).await;
         let proxied = connect(proxy_port).await;

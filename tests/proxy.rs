@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -355,14 +354,7 @@ async fn mutual_tls_to_the_upstream() {
     };
     let upstream = format!("https://127.0.0.1:{tls_port}");
     let proxy = start_proxy(upstream.clone(), Some(files.clone()), 1024).await;
-    let reply = unary(
-        &channel(proxy.port),
-        DESCRIBE_NAMESPACE,
-        &describe_namespace("default"),
-        &[],
-    )
-    .await
-    .unwrap();
+    let reply = describe_default(proxy.port).await;
     assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
 
     // Without a client certificate the terminator refuses the handshake.
@@ -372,14 +364,13 @@ async fn mutual_tls_to_the_upstream() {
         ..files
     };
     let proxy = start_proxy(upstream, Some(no_client_cert), 1024).await;
-    let reply = unary(
-        &channel(proxy.port),
-        DESCRIBE_NAMESPACE,
-        &describe_namespace("default"),
-        &[],
-    )
-    .await
-    .unwrap();
+    let reply = describe_default(proxy.port).await;
     assert_eq!(reply.status(), "14", "UNAVAILABLE: {}", reply.grpc_message());
-    let _ = Arc::new(());
+}
+
+async fn describe_default(port: u16) -> support::Reply {
+    let request = describe_namespace("default");
+    unary(&channel(port), DESCRIBE_NAMESPACE, &request, &[])
+        .await
+        .expect("a gRPC answer")
 }
