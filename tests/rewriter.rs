@@ -221,6 +221,32 @@ fn a_missing_object_is_data_loss_never_a_substitute() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
+#[test]
+fn verified_payloads_are_served_from_the_cache() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let tier = Tier {
+        driver: Driver::open(&format!("file://{}", dir.path().display()), "").unwrap(),
+        min_bytes: 0,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let settings = Settings {
+        threshold_bytes: 1024,
+        parallelism: 4,
+    };
+    let cache = VerifiedCache::new(64, 1 << 20);
+    let t = Transformer::new(schema.clone(), vec![tier], settings, cache, metrics.clone()).unwrap();
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[4096]).encode_to_vec());
+    let offloaded = Bytes::from(rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap());
+    let first = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("v0")).unwrap();
+    let second = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
+    assert_eq!(second, first);
+    assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
