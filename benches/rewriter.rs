@@ -76,7 +76,7 @@ fn best_of(rounds: usize, mut f: impl FnMut()) -> Duration {
 fn main() {
     let schema = Arc::new(Schema::temporal().expect("descriptor set"));
     let tier = Tier {
-        driver: Driver::open("memory://", "").expect("memory store"),
+        driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
         min_bytes: 0,
     };
     let settings = Settings {

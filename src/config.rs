@@ -1,6 +1,7 @@
 //! The proxy's configuration: a YAML or JSON file (the one the operator renders into a
 //! ConfigMap), overridden by command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,12 +43,17 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriverConfig {
+    /// `file:///dir`, `s3://bucket/prefix/`, `gs://bucket/prefix/`, `az://container/prefix/`.
     pub url: String,
     /// Prepended to every key this driver writes, e.g. `billing/`.
     #[serde(default)]
     pub prefix: String,
     #[serde(default)]
     pub min_bytes: u64,
+    /// Store options, by `object_store` configuration key (`endpoint`, `region`, ...).
+    /// Credentials belong in the environment, not here.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -52,20 +52,60 @@ pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Messa
     }
 }
 
-/// Frames `msg`, gzip-compressed when `compress` is set.
-pub fn encode(msg: &[u8], compress: bool) -> Result<Bytes, FrameError> {
-    let (flag, data) = if compress {
-        (1u8, gzip(msg)?)
-    } else {
-        (0u8, msg.to_vec())
-    };
-    let mut out = BytesMut::with_capacity(5 + data.len());
-    out.put_u8(flag);
-    out.put_u32(u32::try_from(data.len()).map_err(|_| FrameError::TooLarge {
+/// Frames `msg`, gzip-compressed when `compress` is set, as two chunks (the 5-byte prefix,
+/// then the message) so a large message is sent without being copied into a frame.
+pub fn encode(msg: Vec<u8>, compress: bool) -> Result<[Bytes; 2], FrameError> {
+    let (flag, data) = if compress { (1u8, gzip(&msg)?) } else { (0u8, msg) };
+    let len = u32::try_from(data.len()).map_err(|_| FrameError::TooLarge {
         limit: u32::MAX as usize,
-    })?);
-    out.extend_from_slice(&data);
-    Ok(out.freeze())
+    })?;
+    let mut prefix = BytesMut::with_capacity(5);
+    prefix.put_u8(flag);
+    prefix.put_u32(len);
+    Ok([prefix.freeze(), Bytes::from(data)])
+}
+
+/// Collects a body's data chunks into one buffer sized from the gRPC length prefix, so a
+/// large message is held once, not once as chunks and again when they are joined.
+#[derive(Default)]
+pub struct Collector {
+    /// A body that arrives as one chunk is kept as it is, with no copy.
+    first: Option<Bytes>,
+    joined: BytesMut,
+    len: usize,
+}
+
+impl Collector {
+    pub fn push(&mut self, chunk: Bytes, limit: usize) -> Result<(), FrameError> {
+        self.len += chunk.len();
+        if self.len > limit {
+            return Err(FrameError::TooLarge { limit });
+        }
+        if self.first.is_none() && self.joined.is_empty() {
+            if declared_len(&chunk).is_some_and(|n| n > limit) {
+                return Err(FrameError::TooLarge { limit });
+            }
+            self.first = Some(chunk);
+            return Ok(());
+        }
+        if let Some(first) = self.first.take() {
+            let declared = declared_len(&first).unwrap_or(0).min(limit);
+            self.joined.reserve(declared.max(first.len() + chunk.len()));
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.joined.freeze())
+    }
+}
+
+/// The whole frame's length, from the prefix at the start of a body.
+fn declared_len(start: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = start.get(1..5)?.try_into().ok()?;
+    Some(5 + u32::from_be_bytes(prefix) as usize)
 }
 
 fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, FrameError> {
@@ -93,10 +133,14 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, FrameError> {
 mod tests {
     use super::*;
 
+    fn joined(chunks: [Bytes; 2]) -> Bytes {
+        Bytes::from([&chunks[0][..], &chunks[1][..]].concat())
+    }
+
     #[test]
     fn plain_and_gzip_round_trip() {
         for compress in [false, true] {
-            let framed = encode(b"hello", compress).unwrap();
+            let framed = joined(encode(b"hello".to_vec(), compress).unwrap());
             let msg = decode(framed, Some("gzip"), 100).unwrap();
             assert_eq!((&msg.bytes[..], msg.was_compressed), (&b"hello"[..], compress));
         }
@@ -109,7 +153,7 @@ mod tests {
             FrameError::NotUnary(3)
         );
         assert!(decode(Bytes::from_static(b"\0\0\0\0\x09abc"), None, 10).is_err());
-        let framed = encode(b"hello", true).unwrap();
+        let framed = joined(encode(b"hello".to_vec(), true).unwrap());
         assert!(matches!(
             decode(framed.clone(), Some("snappy"), 10),
             Err(FrameError::Encoding(_))
@@ -118,5 +162,19 @@ mod tests {
             decode(framed, Some("gzip"), 4).unwrap_err(),
             FrameError::TooLarge { limit: 4 }
         );
+    }
+
+    #[test]
+    fn collector_joins_chunks_and_refuses_oversized_bodies() {
+        let framed = joined(encode(vec![7; 100], false).unwrap());
+        let mut collector = Collector::default();
+        for chunk in framed.chunks(7) {
+            collector.push(Bytes::copy_from_slice(chunk), 1000).unwrap();
+        }
+        assert_eq!(collector.finish(), framed);
+        // The prefix alone tells that the message will not fit.
+        let mut collector = Collector::default();
+        let err = collector.push(framed.slice(..5), 50).unwrap_err();
+        assert_eq!(err, FrameError::TooLarge { limit: 50 });
     }
 }

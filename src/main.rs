@@ -46,6 +46,9 @@ struct ProxyArgs {
     /// Key prefix for --store.
     #[arg(long, default_value = "")]
     prefix: String,
+    /// Option of --store, as KEY=VALUE (endpoint, region, ...); repeatable.
+    #[arg(long, value_parser = key_value)]
+    store_option: Vec<(String, String)>,
     #[arg(long)]
     threshold_bytes: Option<u64>,
     #[arg(long)]
@@ -79,10 +82,12 @@ impl ProxyArgs {
             config.upstream.address = v;
         }
         if let Some(url) = self.store {
+            let options = self.store_option.into_iter().collect();
             config.drivers = vec![DriverConfig {
                 url,
                 prefix: self.prefix,
                 min_bytes: 0,
+                options,
             }];
         }
         if let Some(v) = self.threshold_bytes {
@@ -110,6 +115,13 @@ impl ProxyArgs {
         }
         Ok(config)
     }
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 fn init_tracing(format: &str) {

@@ -29,7 +29,6 @@ const ENTRY_VALUE: u32 = 2;
 const EXTERNAL_SIZE: u32 = 1;
 
 /// Claim keys shared by every driver.
-pub const CLAIM_KEY: &str = "key";
 pub const CLAIM_HASH_ALGORITHM: &str = "hash_algorithm";
 pub const CLAIM_HASH_VALUE: &str = "hash_value";
 pub const SHA256: &str = "sha256";
@@ -125,10 +124,6 @@ impl Reference {
             size_bytes,
             ..reference
         }))
-    }
-
-    pub fn key(&self) -> Option<&str> {
-        self.claim.get(CLAIM_KEY).map(String::as_str)
     }
 }
 
@@ -238,7 +233,7 @@ mod tests {
             driver_name: "aws.s3driver".into(),
             claim: BTreeMap::from([
                 ("bucket".into(), "b".into()),
-                (CLAIM_KEY.into(), "v0/ns/default/d/sha256/ab".into()),
+                ("key".into(), "v0/ns/default/d/sha256/ab".into()),
                 (CLAIM_HASH_ALGORITHM.into(), SHA256.into()),
                 (CLAIM_HASH_VALUE.into(), "ab".into()),
             ]),
@@ -284,14 +279,17 @@ mod tests {
             external_payloads: vec![],
         };
         let parsed = Reference::from_payload(&sdk.encode_to_vec()).unwrap().unwrap();
-        assert_eq!(parsed.key(), Some("k"));
+        assert_eq!(parsed.claim["key"], "k");
         let legacy = Payload {
             metadata: [("encoding".to_owned(), LEGACY_ENCODING.to_vec())].into(),
             data: br#"{"driver_name": "s3", "driver_claim": {"claim_data": {"key": "k2"}}}"#.to_vec(),
             external_payloads: vec![],
         };
         let parsed = Reference::from_payload(&legacy.encode_to_vec()).unwrap().unwrap();
-        assert_eq!((parsed.driver_name.as_str(), parsed.key()), ("s3", Some("k2")));
+        assert_eq!(
+            (parsed.driver_name.as_str(), parsed.claim["key"].as_str()),
+            ("s3", "k2")
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl BoundProxy {
             .iter()
             .map(|d| {
                 Ok(Tier {
-                    driver: Driver::open(&d.url, &d.prefix)?,
+                    driver: Driver::open(&d.url, &d.prefix, &d.options)?,
                     min_bytes: d.min_bytes,
                 })
             })

