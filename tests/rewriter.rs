@@ -252,6 +252,60 @@ fn verified_payloads_are_served_from_the_cache() {
     assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
 }
 
+/// Lifecycle expiry counts from an object's last write. Content addressing means a new
+/// reference can name an object written long ago; the proxy re-puts it, so the object lives
+/// a full TTL past the newest reference.
+#[test]
+fn an_old_object_is_refreshed_when_referenced_again() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let tier = Tier {
+        driver: Driver::open(&url, "", &Default::default()).unwrap(),
+        min_bytes: 0,
+    };
+    let settings = Settings {
+        threshold_bytes: 1024,
+        parallelism: 4,
+    };
+    let cache = VerifiedCache::new(64, 1 << 20);
+    let t = Transformer::new(
+        schema.clone(),
+        vec![tier],
+        settings,
+        cache,
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[4096]).encode_to_vec());
+    let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap();
+    let range = rewrite::payload_ranges(&schema, root, &offloaded).unwrap()[0].clone();
+    let reference = Reference::from_payload(&offloaded[range]).unwrap().unwrap();
+    let object = dir.path().join(&reference.claim["key"]);
+    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&object)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+
+    let again = rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap();
+    assert_eq!(again, offloaded, "the same content gets the same reference");
+    let age = std::fs::metadata(&object)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap();
+    assert!(
+        age < std::time::Duration::from_secs(60),
+        "object still {age:?} old"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

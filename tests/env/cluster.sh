@@ -5,8 +5,8 @@
 #   cluster.sh down DIR
 #
 # up installs what it needs (a no-op with a warm cache), generates the PKI, starts each server
-# with its own data directory DIR/<server>/ and log DIR/<server>.log, waits until each answers,
-# creates the default bucket/container, and writes
+# with its own, empty, data directory DIR/<server>/ and log DIR/<server>.log, waits until each
+# answers, creates the default bucket/container, and writes
 #   DIR/kubeconfig  an admin kubeconfig (client certificate in group system:masters)
 #   DIR/env         every endpoint, credential and pid, one KEY='value' line each (shell-sourceable)
 #   DIR/<server>.pid
@@ -75,9 +75,11 @@ EOF
 }
 
 # start NAME CMD...: runs CMD detached (setsid: no terminal, survives this script) in DIR/NAME/,
-# logging to DIR/NAME.log; its pid goes to DIR/NAME.pid. exec keeps the pid the server's own.
+# emptied first (every up starts from no data), logging to DIR/NAME.log; its pid goes to
+# DIR/NAME.pid. exec keeps the pid the server's own.
 start() {
     local name=$1; shift
+    rm -rf "${dir:?}/$name"
     mkdir -p "$dir/$name"
     (cd "$dir/$name" && exec setsid "$@" </dev/null >"$dir/$name.log" 2>&1) &
     echo $! >"$dir/$name.pid"
@@ -116,13 +118,13 @@ make_pki() {
     local ca_ext=$'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash'
     new_key ca && sign ca ca "/CN=claimcheck-test-ca" "$ca_ext"
     new_key serving && sign serving ca "/CN=kube-apiserver" $'basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
+keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost
 authorityKeyIdentifier=keyid'
     new_key client-ca && sign client-ca client-ca "/CN=claimcheck-test-client-ca" "$ca_ext"
     new_key admin && sign admin client-ca "/O=system:masters/CN=claimcheck-admin" $'basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
+keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth
 authorityKeyIdentifier=keyid'
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/service-account.key" 2>/dev/null
@@ -155,7 +157,10 @@ EOF
     chmod 600 "$dir/kubeconfig"
 }
 
-start_kube() {
+# Each group has launch_GROUP (start its processes, without waiting) and ready_GROUP (wait until
+# they answer, create the default bucket, add DIR/env lines), so the servers start in parallel.
+
+launch_kube() {
     local pki="$dir/pki"
     read -r etcd_port etcd_peer_port apiserver_port < <(free_ports 3)
     make_pki
@@ -171,8 +176,9 @@ start_kube() {
     # The API server would retry, but its log would fill with connection errors meanwhile.
     wait_until etcd 30 curl -sf "$ETCD_URL/health"
     # Flags as controller-runtime's envtest sets them. No controller-manager runs, so the
-    # ServiceAccount admission plugin (which waits for a token controller) is off; Service IPs
-    # are only allocated from the range, never routed.
+    # ServiceAccount admission plugin (which waits for a token controller) is off. Service IPs
+    # are only allocated from the range, never routed. No endpoint reconciler: the "kubernetes"
+    # Service's Endpoints may not hold a loopback address, and it would log that every 10 s.
     start kube-apiserver "$KUBE_APISERVER_BIN" \
         --etcd-servers "$ETCD_URL" \
         --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
@@ -185,10 +191,17 @@ start_kube() {
         --authorization-mode RBAC \
         --service-cluster-ip-range 10.0.0.0/24 \
         --allow-privileged=true \
-        --disable-admission-plugins ServiceAccount
+        --disable-admission-plugins ServiceAccount \
+        --endpoint-reconciler-type none
     write_kubeconfig
-    wait_until kube-apiserver 90 curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-        "$APISERVER_URL/readyz"
+}
+
+ready_kube() {
+    local pki="$dir/pki"
+    local -a admin_curl=(curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
+    wait_until kube-apiserver 90 "${admin_curl[@]}" "$APISERVER_URL/readyz"
+    # readyz means the bootstrap controllers started, not that they created the system namespaces.
+    wait_until kube-apiserver 30 "${admin_curl[@]}" "$APISERVER_URL/api/v1/namespaces/default"
     env_lines+=(KUBECONFIG="$dir/kubeconfig" KUBECTL="$KUBECTL_BIN" HELM="$HELM_BIN"
         APISERVER_URL="$APISERVER_URL" ETCD_URL="$ETCD_URL"
         APISERVER_CA_FILE="$pki/ca.crt" ADMIN_CERT_FILE="$pki/admin.crt" ADMIN_KEY_FILE="$pki/admin.key"
@@ -196,7 +209,7 @@ start_kube() {
         ETCD_PID="$(<"$dir/etcd.pid")" APISERVER_PID="$(<"$dir/kube-apiserver.pid")")
 }
 
-start_s3() {
+launch_s3() {
     local port console_port
     read -r port console_port < <(free_ports 2)
     S3_ENDPOINT="http://127.0.0.1:$port" S3_REGION=us-east-1 S3_BUCKET=claimcheck
@@ -206,6 +219,9 @@ start_s3() {
         MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION=$S3_REGION \
         start minio "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" \
         --console-address "127.0.0.1:$console_port" "$dir/minio/data"
+}
+
+ready_s3() {
     wait_until minio 30 curl -sf "$S3_ENDPOINT/minio/health/ready"
     s3_curl -X PUT "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
     env_lines+=(S3_ENDPOINT="$S3_ENDPOINT" S3_REGION="$S3_REGION" S3_BUCKET="$S3_BUCKET"
@@ -213,7 +229,7 @@ start_s3() {
         MINIO_PID="$(<"$dir/minio.pid")")
 }
 
-start_gcs() {
+launch_gcs() {
     local fake_port emulator_port
     read -r fake_port emulator_port < <(free_ports 2)
     FAKE_GCS_URL="http://127.0.0.1:$fake_port" GCS_EMULATOR_URL="http://127.0.0.1:$emulator_port"
@@ -223,6 +239,9 @@ start_gcs() {
         -backend filesystem -filesystem-root "$dir/fake-gcs-server/data" -log-level warn
     start gcp-storage-emulator "$GCP_STORAGE_EMULATOR_BIN" --data-dir "$dir/gcp-storage-emulator/data" \
         start --host 127.0.0.1 --port "$emulator_port" --default-bucket "$GCS_BUCKET"
+}
+
+ready_gcs() {
     wait_until fake-gcs-server 30 curl -sf "$FAKE_GCS_URL/storage/v1/b"
     curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' \
         -d "{\"name\": \"$GCS_BUCKET\"}" "$FAKE_GCS_URL/storage/v1/b?project=claimcheck" >/dev/null
@@ -231,15 +250,20 @@ start_gcs() {
         FAKE_GCS_PID="$(<"$dir/fake-gcs-server.pid")" GCS_EMULATOR_PID="$(<"$dir/gcp-storage-emulator.pid")")
 }
 
-start_azure() {
+launch_azure() {
     local port
     read -r port < <(free_ports 1)
     # Azurite's well-known development account and key (public, in Microsoft's documentation).
     AZURE_STORAGE_ACCOUNT=devstoreaccount1
     AZURE_STORAGE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
     AZURITE_BLOB_URL="http://127.0.0.1:$port/$AZURE_STORAGE_ACCOUNT" AZURE_CONTAINER=claimcheck
+    # AZURITE_DEBUG=FILE makes Azurite log each request's string-to-sign there (for signing bugs).
     start azurite node "$AZURITE_BLOB_JS" --blobHost 127.0.0.1 --blobPort "$port" \
-        --location "$dir/azurite/data" --skipApiVersionCheck --disableTelemetry --disableProductStyleUrl ${AZURITE_DEBUG:+--debug "$AZURITE_DEBUG"}
+        --location "$dir/azurite/data" --skipApiVersionCheck --disableTelemetry --disableProductStyleUrl \
+        ${AZURITE_DEBUG:+--debug "$AZURITE_DEBUG"}
+}
+
+ready_azure() {
     # Any HTTP answer (403 without credentials) means it listens.
     wait_until azurite 30 curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"
     azure_curl PUT "/$AZURE_CONTAINER?restype=container" "" >/dev/null
@@ -289,7 +313,8 @@ up() {
             watch "$watch" "$self" "$dir"
         env_lines+=(WATCH_PID="$(<"$dir/watch.pid")")
     fi
-    for group in "${groups[@]}"; do "start_$group"; done
+    for group in "${groups[@]}"; do "launch_$group"; done
+    for group in "${groups[@]}"; do "ready_$group"; done
 
     local line
     for line in "${env_lines[@]}"; do printf "%s='%s'\n" "${line%%=*}" "${line#*=}"; done >"$dir/env.tmp"

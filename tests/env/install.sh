@@ -27,16 +27,20 @@ gonice() { nice -n 10 go "$@"; }
 # Field $2 of the JSON object in $1 (go's -json output), with the python3 the venvs need anyway.
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2]) or "")' "$1" "$2"; }
 
-# install_dir TOOL VERSION: prints the tool's directory; empty (nothing to do) when already installed.
-# A directory without its marker is the remains of a failed run: start over.
+# install_dir TOOL VERSION [STAMP]: prints the tool's directory; empty (nothing to do) when it is
+# installed, and its marker holds STAMP if one is given. A directory without its marker is the
+# remains of a failed run: start over.
 install_dir() {
-    local dir="$cache/$1-$2"
-    [[ -f "$dir/.installed" ]] && return 0
+    local dir="$cache/$1-$2" stamp=${3:-}
+    if [[ -f "$dir/.installed" ]] && [[ -z "$stamp" || "$(<"$dir/.installed")" == "$stamp" ]]; then
+        return 0
+    fi
     rm -rf "$dir"
     mkdir -p "$dir/bin"
     echo "$dir"
 }
-mark_installed() { date -u +%FT%TZ >"$1/.installed"; }
+# mark_installed DIR [STAMP]
+mark_installed() { echo "${2:-installed}" >"$1/.installed"; }
 
 # A scratch module building PACKAGE from MODULE@VERSION: `go install M@V` refuses modules whose
 # go.mod has replace lines (etcd, kubernetes). The scratch module takes the upstream go/godebug
@@ -143,15 +147,17 @@ install_azurite() {
     mark_installed "$dir"
 }
 
-# A venv per PyPI tool; its transitive dependencies are pinned in requirements.txt (a constraints file).
+# A venv per PyPI tool; its transitive dependencies are pinned in requirements.txt (a constraints
+# file), whose hash is the marker's stamp: a changed pin reinstalls too.
 install_pypi_tool() {
-    local tool=$1 v=$2 package=$3 dir
-    dir="$(install_dir "$tool" "$v")"; [[ -n "$dir" ]] || return 0
+    local tool=$1 v=$2 package=$3 dir stamp
+    stamp="constraints $(sha256sum "$env_dir/requirements.txt" | cut -c1-16)"
+    dir="$(install_dir "$tool" "$v" "$stamp")"; [[ -n "$dir" ]] || return 0
     log "$tool $v: pip install $package"
     rm -rf "$dir" && python3 -m venv "$dir" >&2
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
         -c "$env_dir/requirements.txt" "$package==$v" >&2
-    mark_installed "$dir"
+    mark_installed "$dir" "$stamp"
 }
 
 install_tool() {

@@ -5,6 +5,7 @@ env_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$env_dir/versions.env"
 cache="${CLAIMCHECK_CACHE:-$HOME/.cache/claimcheck}"
+[[ "$cache" == /* ]] || cache="$PWD/$cache"   # the scripts cd elsewhere
 
 # One install directory per tool and version: a changed version gets a new directory, so it rebuilds.
 KUBE_APISERVER_BIN="$cache/kube-apiserver-$KUBERNETES_VERSION/bin/kube-apiserver"
@@ -31,11 +32,13 @@ die() { log "error: $*"; exit 1; }
 
 # --- Clients for the object stores with nothing but curl and openssl (used by cluster.sh, smoke.sh) ---
 
-# s3_curl CURL_ARGS...: a SigV4-signed request to MinIO ($S3_* from DIR/env). curl signs it itself;
-# the payload hash header is given explicitly because MinIO checks it.
+# s3_curl CURL_ARGS...: a SigV4-signed request to MinIO ($S3_* from DIR/env). curl signs it itself,
+# but Debian 12's curl 7.88 sends no x-amz-content-sha256 header and MinIO then takes the payload
+# for empty: declare it unsigned (curl signs the header's value), as S3 allows. curl 7.88 also signs
+# the query string as given, so write it canonical: sorted, values %-encoded, `lifecycle=` not `lifecycle`.
 s3_curl() {
     curl -sS --fail-with-body --aws-sigv4 "aws:amz:$S3_REGION:s3" \
-        --user "$S3_ACCESS_KEY_ID:$S3_SECRET_ACCESS_KEY" "$@"
+        --user "$S3_ACCESS_KEY_ID:$S3_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
 }
 
 # azure_curl METHOD PATH[?QUERY] BODY_FILE|"" [HEADER...]: a Shared Key signed Blob request to

@@ -93,9 +93,9 @@ smoke_s3() {
     printf 'hello s3\n' >"$work/s3.txt"
     s3_curl -X PUT --data-binary "@$work/s3.txt" "$base/$key" >/dev/null
     expect_eq "S3 get" "$(s3_curl "$base/$key")" "hello s3"
-    s3_curl "$base?list-type=2&prefix=smoke/" | grep -q "<Key>$key</Key>" || die "S3 list lacks $key"
+    s3_curl "$base?list-type=2&prefix=smoke%2F" | grep -q "<Key>$key</Key>" || die "S3 list lacks $key"
     s3_curl -X DELETE "$base/$key" >/dev/null
-    s3_curl "$base?list-type=2&prefix=smoke/" | grep -q "<Key>$key</Key>" && die "S3 delete left $key"
+    s3_curl "$base?list-type=2&prefix=smoke%2F" | grep -q "<Key>$key</Key>" && die "S3 delete left $key"
 
     check "S3 lifecycle configuration put/get"
     cat >"$work/lifecycle.xml" <<'EOF'
@@ -103,9 +103,9 @@ smoke_s3() {
 EOF
     # S3 requires a Content-MD5 (or checksum) header on PutBucketLifecycleConfiguration.
     s3_curl -X PUT -H "Content-MD5: $(openssl md5 -binary "$work/lifecycle.xml" | base64)" \
-        --data-binary "@$work/lifecycle.xml" "$base?lifecycle" >/dev/null
-    s3_curl "$base?lifecycle" | grep -q '<ID>expire-claims</ID>' || die "S3 lifecycle not kept"
-    s3_curl -X DELETE "$base?lifecycle" >/dev/null
+        --data-binary "@$work/lifecycle.xml" "$base?lifecycle=" >/dev/null
+    s3_curl "$base?lifecycle=" | grep -q '<ID>expire-claims</ID>' || die "S3 lifecycle not kept"
+    s3_curl -X DELETE "$base?lifecycle=" >/dev/null
 }
 
 # gcs_roundtrip NAME URL: put/get/list/delete through the GCS JSON API.
