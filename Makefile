@@ -19,8 +19,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-## Integration tests start a real Temporal dev server from the test venv.
-unit:
+## Integration tests start a real Temporal dev server from the test venv, and the servers of
+## tests/env (kube-apiserver, etcd, object-store emulators) installed by env-install.
+unit: env-install
 	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" $(CARGO) test --release --locked
 
 e2e: build

@@ -13,5 +13,6 @@ pub mod reference;
 pub mod rewrite;
 pub mod run;
 pub mod schema;
+pub mod tls;
 pub mod transform;
 pub mod wire;

@@ -154,6 +154,7 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    claimcheck::tls::install_crypto_provider();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.worker_threads {
         runtime.worker_threads(threads);

@@ -345,7 +345,7 @@ mod tls {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_to_the_upstream() {
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    claimcheck::tls::install_crypto_provider();
     let server = DevServer::start().await;
     let pki = tls::pki();
     let tls_port = tls::terminator(&pki, server.port).await;

@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::reference::{CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, SHA256};
 
-pub use open::{AZURE, FILE, GCS, MEMORY, S3};
+pub use open::{AZURE, FILE, GCS, MEMORY, S3, cloud_store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

@@ -72,12 +72,13 @@ impl Driver {
             return Err(unsupported());
         }
         let bucket_url = format!("{scheme}://{bucket}");
-        let (layout, store) = match scheme {
-            "s3" => (S3, s3(&bucket_url, options)?),
-            "gs" => (GCS, gcs(&bucket_url, options)?),
-            "az" | "azure" => (AZURE, azure(&bucket_url, options)?),
+        let layout = match scheme {
+            "s3" => S3,
+            "gs" => GCS,
+            "az" | "azure" => AZURE,
             _ => return Err(unsupported()),
         };
+        let store = cloud_store(&bucket_url, options)?;
         let location = format!("{bucket_url}/");
         Ok(Driver::new(
             layout,
@@ -87,6 +88,20 @@ impl Driver {
             None,
             store,
         ))
+    }
+}
+
+/// The `object_store` of a cloud bucket URL (`s3://b`, `gs://b`, `az://c`), configured from
+/// the environment, then from `options`.
+pub fn cloud_store(
+    bucket_url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, DriverError> {
+    match bucket_url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("s3") => s3(bucket_url, options),
+        Some("gs") => gcs(bucket_url, options),
+        Some("az" | "azure") => azure(bucket_url, options),
+        _ => Err(DriverError::UnsupportedUrl(bucket_url.to_owned())),
     }
 }
 

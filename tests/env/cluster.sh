@@ -237,7 +237,8 @@ launch_gcs() {
     start fake-gcs-server "$FAKE_GCS_SERVER_BIN" -scheme http -host 127.0.0.1 -port "$fake_port" \
         -public-host "127.0.0.1:$fake_port" -external-url "$FAKE_GCS_URL" \
         -backend filesystem -filesystem-root "$dir/fake-gcs-server/data" -log-level warn
-    start gcp-storage-emulator "$GCP_STORAGE_EMULATOR_BIN" --data-dir "$dir/gcp-storage-emulator/data" \
+    # Through gcs-emulator.py: it adds the XML API's ETag and Last-Modified (see that file).
+    start gcp-storage-emulator "$(dirname "$GCP_STORAGE_EMULATOR_BIN")/python" "$env_dir/gcs-emulator.py" --data-dir "$dir/gcp-storage-emulator/data" \
         start --host 127.0.0.1 --port "$emulator_port" --default-bucket "$GCS_BUCKET"
 }
 

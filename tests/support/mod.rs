@@ -2,6 +2,8 @@
 //! Shared by the integration tests and the benches.
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod cluster;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
