@@ -52,17 +52,22 @@ pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Messa
     }
 }
 
-/// Frames `msg`, gzip-compressed when `compress` is set, as two chunks (the 5-byte prefix,
-/// then the message) so a large message is sent without being copied into a frame.
-pub fn encode(msg: Vec<u8>, compress: bool) -> Result<[Bytes; 2], FrameError> {
-    let (flag, data) = if compress { (1u8, gzip(&msg)?) } else { (0u8, msg) };
-    let len = u32::try_from(data.len()).map_err(|_| FrameError::TooLarge {
+/// Frames a message given as chunks, gzip-compressed when `compress` is set. The chunks
+/// follow the 5-byte prefix as they are, so a large message is never copied into a frame.
+pub fn encode(chunks: Vec<Bytes>, compress: bool) -> Result<Vec<Bytes>, FrameError> {
+    let (flag, chunks) = if compress {
+        (1u8, vec![Bytes::from(gzip(&chunks)?)])
+    } else {
+        (0u8, chunks)
+    };
+    let len: usize = chunks.iter().map(Bytes::len).sum();
+    let len = u32::try_from(len).map_err(|_| FrameError::TooLarge {
         limit: u32::MAX as usize,
     })?;
     let mut prefix = BytesMut::with_capacity(5);
     prefix.put_u8(flag);
     prefix.put_u32(len);
-    Ok([prefix.freeze(), Bytes::from(data)])
+    Ok(std::iter::once(prefix.freeze()).chain(chunks).collect())
 }
 
 /// Collects a body's data chunks into one buffer sized from the gRPC length prefix, so a
@@ -121,11 +126,13 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, FrameError> {
     Ok(Bytes::from(out))
 }
 
-fn gzip(data: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 2), Compression::fast());
-    encoder
-        .write_all(data)
-        .map_err(|e| FrameError::Gzip(e.to_string()))?;
+fn gzip(chunks: &[Bytes]) -> Result<Vec<u8>, FrameError> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    for chunk in chunks {
+        encoder
+            .write_all(chunk)
+            .map_err(|e| FrameError::Gzip(e.to_string()))?;
+    }
     encoder.finish().map_err(|e| FrameError::Gzip(e.to_string()))
 }
 
@@ -133,14 +140,20 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, FrameError> {
 mod tests {
     use super::*;
 
-    fn joined(chunks: [Bytes; 2]) -> Bytes {
-        Bytes::from([&chunks[0][..], &chunks[1][..]].concat())
+    fn joined(chunks: Vec<Bytes>) -> Bytes {
+        Bytes::from(chunks.concat())
     }
 
     #[test]
     fn plain_and_gzip_round_trip() {
         for compress in [false, true] {
-            let framed = joined(encode(b"hello".to_vec(), compress).unwrap());
+            let framed = joined(
+                encode(
+                    vec![Bytes::from_static(b"hel"), Bytes::from_static(b"lo")],
+                    compress,
+                )
+                .unwrap(),
+            );
             let msg = decode(framed, Some("gzip"), 100).unwrap();
             assert_eq!((&msg.bytes[..], msg.was_compressed), (&b"hello"[..], compress));
         }
@@ -153,7 +166,7 @@ mod tests {
             FrameError::NotUnary(3)
         );
         assert!(decode(Bytes::from_static(b"\0\0\0\0\x09abc"), None, 10).is_err());
-        let framed = joined(encode(b"hello".to_vec(), true).unwrap());
+        let framed = joined(encode(vec![Bytes::from_static(b"hello")], true).unwrap());
         assert!(matches!(
             decode(framed.clone(), Some("snappy"), 10),
             Err(FrameError::Encoding(_))
@@ -166,7 +179,7 @@ mod tests {
 
     #[test]
     fn collector_joins_chunks_and_refuses_oversized_bodies() {
-        let framed = joined(encode(vec![7; 100], false).unwrap());
+        let framed = joined(encode(vec![Bytes::from(vec![7; 100])], false).unwrap());
         let mut collector = Collector::default();
         for chunk in framed.chunks(7) {
             collector.push(Bytes::copy_from_slice(chunk), 1000).unwrap();

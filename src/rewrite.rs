@@ -58,21 +58,119 @@ fn collect(
 pub fn splice(
     schema: &Schema,
     root: Node,
-    buf: &[u8],
+    buf: &Bytes,
     replacements: &[Replacement],
-) -> Result<Vec<u8>, WireError> {
+) -> Result<Spliced, WireError> {
     let splicer = Splicer { schema, buf };
     let mut sizes = HashMap::new();
     let total = splicer.size(root, 0..buf.len(), replacements, 0, &mut sizes)?;
-    let mut out = Vec::with_capacity(total);
+    let mut out = Writer::new(buf);
     splicer.write(root, 0..buf.len(), replacements, &sizes, &mut out)?;
-    debug_assert_eq!(out.len(), total);
-    Ok(out)
+    let spliced = out.finish();
+    debug_assert_eq!(spliced.len(), total);
+    Ok(spliced)
+}
+
+/// A rewritten message as a sequence of chunks. Runs of the original buffer and the
+/// replacement bytes are shared, not copied: a 100 MiB payload put back into a message is
+/// never copied on its way to the client. Only new length prefixes are fresh bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Spliced {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Spliced {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.chunks
+    }
+
+    /// The message in one buffer, for what needs it whole (tests, compression).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+/// Builds a [`Spliced`], merging adjacent runs of the original buffer into one chunk.
+struct Writer<'a> {
+    src: &'a Bytes,
+    chunks: Vec<Bytes>,
+    run: Option<Range<usize>>,
+    fresh: Vec<u8>,
+    len: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(src: &'a Bytes) -> Self {
+        Writer {
+            src,
+            chunks: Vec::new(),
+            run: None,
+            fresh: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn copy(&mut self, range: Range<usize>) {
+        self.flush_fresh();
+        self.len += range.len();
+        self.run = match self.run.take() {
+            Some(run) if run.end == range.start => Some(run.start..range.end),
+            Some(run) => {
+                self.chunks.push(self.src.slice(run));
+                Some(range)
+            }
+            None => Some(range),
+        };
+    }
+
+    fn share(&mut self, bytes: &Bytes) {
+        self.flush_run();
+        self.flush_fresh();
+        self.len += bytes.len();
+        self.chunks.push(bytes.clone());
+    }
+
+    fn len_header(&mut self, number: u32, len: usize) {
+        self.flush_run();
+        let before = self.fresh.len();
+        wire::put_len_header(&mut self.fresh, number, len);
+        self.len += self.fresh.len() - before;
+    }
+
+    fn flush_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.chunks.push(self.src.slice(run));
+        }
+    }
+
+    fn flush_fresh(&mut self) {
+        if !self.fresh.is_empty() {
+            self.chunks.push(Bytes::from(std::mem::take(&mut self.fresh)));
+        }
+    }
+
+    fn finish(mut self) -> Spliced {
+        self.flush_run();
+        self.flush_fresh();
+        Spliced {
+            chunks: self.chunks,
+            len: self.len,
+        }
+    }
 }
 
 struct Splicer<'a> {
     schema: &'a Schema,
-    buf: &'a [u8],
+    buf: &'a Bytes,
 }
 
 impl Splicer<'_> {
@@ -116,15 +214,15 @@ impl Splicer<'_> {
         range: Range<usize>,
         repl: &[Replacement],
         sizes: &HashMap<usize, usize>,
-        out: &mut Vec<u8>,
+        out: &mut Writer<'_>,
     ) -> Result<(), WireError> {
         let inner = within(repl, &range);
         if inner.is_empty() {
-            out.extend_from_slice(&self.buf[range]);
+            out.copy(range);
             return Ok(());
         }
         if node == Node::Payload {
-            out.extend_from_slice(&exact(inner, &range)?.bytes);
+            out.share(&exact(inner, &range)?.bytes);
             return Ok(());
         }
         // `size` already walked this path, so depth was checked there.
@@ -138,10 +236,10 @@ impl Splicer<'_> {
                         Node::Payload => exact(sub, &field.content)?.bytes.len(),
                         _ => *sizes.get(&field.content.start).ok_or(WireError::Truncated)?,
                     };
-                    wire::put_len_header(out, field.number, n);
+                    out.len_header(field.number, n);
                     self.write(child, field.content, sub, sizes, out)?;
                 }
-                _ => out.extend_from_slice(&self.buf[field.whole]),
+                _ => out.copy(field.whole),
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, OpLabel};
 use crate::reference::{
     self, CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, ReferenceError, SHA256, Target,
 };
-use crate::rewrite::{self, Replacement};
+use crate::rewrite::{self, Replacement, Spliced};
 use crate::schema::{Node, Schema};
 use crate::wire::WireError;
 
@@ -107,7 +107,7 @@ impl Transformer {
         root: Node,
         msg: &Bytes,
         target: &Target,
-    ) -> Result<Option<Vec<u8>>, TransformError> {
+    ) -> Result<Option<Spliced>, TransformError> {
         let threshold = self.settings.threshold_bytes;
         let candidates: Vec<Range<usize>> = rewrite::payload_ranges(&self.schema, root, msg)?
             .into_iter()
@@ -132,7 +132,7 @@ impl Transformer {
         root: Node,
         msg: &Bytes,
         namespace: &str,
-    ) -> Result<Option<Vec<u8>>, TransformError> {
+    ) -> Result<Option<Spliced>, TransformError> {
         let mut found = Vec::new();
         for range in rewrite::payload_ranges(&self.schema, root, msg)? {
             if let Some(reference) = Reference::from_payload(&msg[range.clone()])? {

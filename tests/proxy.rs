@@ -223,7 +223,11 @@ async fn gzip_compressed_payloads_are_offloaded_and_put_back() {
 }
 
 fn framed(message: Vec<u8>, compress: bool) -> Bytes {
-    Bytes::from(frame::encode(message, compress).unwrap().concat())
+    Bytes::from(
+        frame::encode(vec![Bytes::from(message)], compress)
+            .unwrap()
+            .concat(),
+    )
 }
 
 fn reframe(message: &Bytes, compressed: bool) -> Bytes {

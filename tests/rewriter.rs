@@ -9,7 +9,8 @@ use claimcheck::driver::Driver;
 use claimcheck::metrics::Metrics;
 use claimcheck::reference::{Reference, Target};
 use claimcheck::rewrite;
-use claimcheck::schema::Schema;
+use claimcheck::rewrite::Spliced;
+use claimcheck::schema::{Node, Schema};
 use claimcheck::transform::{Settings, Tier, TransformError, Transformer};
 use proptest::prelude::*;
 use prost::Message;
@@ -22,6 +23,7 @@ use temporalio_protos::temporal::api::history::v1::{
 use temporalio_protos::temporal::api::workflowservice::v1::{
     GetWorkflowExecutionHistoryResponse, StartWorkflowExecutionRequest,
 };
+use tokio::runtime::Runtime;
 
 const HISTORY: &str = "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse";
 const START: &str = "temporal.api.workflowservice.v1.StartWorkflowExecutionRequest";
@@ -49,7 +51,7 @@ fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
     .expect("one tier")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,6 +112,25 @@ fn history(sizes: &[usize]) -> GetWorkflowExecutionHistoryResponse {
     }
 }
 
+/// Offloads with the test target; the rewritten message in one buffer.
+fn offload(rt: &Runtime, t: &Transformer, root: Node, msg: &Bytes) -> Result<Option<Bytes>, TransformError> {
+    rt.block_on(t.offload(root, msg, &target())).map(whole)
+}
+
+fn rehydrate(
+    rt: &Runtime,
+    t: &Transformer,
+    root: Node,
+    msg: &Bytes,
+    namespace: &str,
+) -> Result<Option<Bytes>, TransformError> {
+    rt.block_on(t.rehydrate(root, msg, namespace)).map(whole)
+}
+
+fn whole(spliced: Option<Spliced>) -> Option<Bytes> {
+    spliced.map(|s| Bytes::from(s.to_vec()))
+}
+
 fn target() -> Target {
     Target {
         namespace: "default".into(),
@@ -124,8 +145,8 @@ fn a_message_with_nothing_to_offload_is_not_rewritten() {
     let msg = Bytes::from(history(&[10, 900, 0, 500]).encode_to_vec());
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
-    assert!(rt.block_on(t.offload(root, &msg, &target())).unwrap().is_none());
-    assert!(rt.block_on(t.rehydrate(root, &msg, "default")).unwrap().is_none());
+    assert!(offload(&rt, &t, root, &msg).unwrap().is_none());
+    assert!(rehydrate(&rt, &t, root, &msg, "default").unwrap().is_none());
 }
 
 #[test]
@@ -136,11 +157,8 @@ fn offloaded_payloads_become_sdk_references_and_come_back() {
     let msg = Bytes::from(original.encode_to_vec());
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
-    let offloaded = rt
-        .block_on(t.offload(root, &msg, &target()))
-        .unwrap()
-        .expect("rewritten");
-    let decoded = GetWorkflowExecutionHistoryResponse::decode(offloaded.as_slice()).unwrap();
+    let offloaded = offload(&rt, &t, root, &msg).unwrap().expect("rewritten");
+    let decoded = GetWorkflowExecutionHistoryResponse::decode(&offloaded[..]).unwrap();
     assert_eq!(decoded.next_page_token, b"page");
     let ranges = rewrite::payload_ranges(&schema, root, &offloaded).unwrap();
     let references: Vec<Reference> = ranges
@@ -157,8 +175,7 @@ fn offloaded_payloads_become_sdk_references_and_come_back() {
             .iter()
             .all(|r| r.claim["key"].starts_with("v0/ns/default/d/sha256/"))
     );
-    let back = rt
-        .block_on(t.rehydrate(root, &Bytes::from(offloaded), "default"))
+    let back = rehydrate(&rt, &t, root, &offloaded, "default")
         .unwrap()
         .expect("rewritten");
     assert_eq!(back, msg, "rehydration restores the original bytes exactly");
@@ -178,11 +195,10 @@ fn search_attributes_stay_inline() {
         ..Default::default()
     };
     let msg = Bytes::from(request.encode_to_vec());
-    let out = runtime()
-        .block_on(t.offload(schema.node(START).unwrap(), &msg, &target()))
+    let out = offload(&runtime(), &t, schema.node(START).unwrap(), &msg)
         .unwrap()
         .unwrap();
-    let out = StartWorkflowExecutionRequest::decode(out.as_slice()).unwrap();
+    let out = StartWorkflowExecutionRequest::decode(&out[..]).unwrap();
     assert_eq!(out.search_attributes, request.search_attributes);
     assert_ne!(out.input, request.input, "the input is offloaded");
 }
@@ -194,8 +210,8 @@ fn a_reference_to_another_namespace_is_refused() {
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = Bytes::from(rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap());
-    let err = rt.block_on(t.rehydrate(root, &offloaded, "other")).unwrap_err();
+    let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
+    let err = rehydrate(&rt, &t, root, &offloaded, "other").unwrap_err();
     assert!(matches!(err, TransformError::Denied { .. }), "{err}");
     assert!(
         err.to_string().contains("memory://v0/ns/default/d/sha256/"),
@@ -209,15 +225,11 @@ fn a_missing_object_is_data_loss_never_a_substitute() {
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = Bytes::from(
-        rt.block_on(transformer(&schema, 1024).offload(root, &msg, &target()))
-            .unwrap()
-            .unwrap(),
-    );
+    let offloaded = offload(&rt, &transformer(&schema, 1024), root, &msg)
+        .unwrap()
+        .unwrap();
     // A fresh in-memory store has never seen the object.
-    let err = rt
-        .block_on(transformer(&schema, 1024).rehydrate(root, &offloaded, "default"))
-        .unwrap_err();
+    let err = rehydrate(&rt, &transformer(&schema, 1024), root, &offloaded, "default").unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
@@ -244,10 +256,10 @@ fn verified_payloads_are_served_from_the_cache() {
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = Bytes::from(rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap());
-    let first = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
+    let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
+    let first = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
     std::fs::remove_dir_all(dir.path().join("v0")).unwrap();
-    let second = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
+    let second = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
     assert_eq!(second, first);
     assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
 }
@@ -280,7 +292,7 @@ fn an_old_object_is_refreshed_when_referenced_again() {
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap();
+    let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
     let range = rewrite::payload_ranges(&schema, root, &offloaded).unwrap()[0].clone();
     let reference = Reference::from_payload(&offloaded[range]).unwrap().unwrap();
     let object = dir.path().join(&reference.claim["key"]);
@@ -292,7 +304,7 @@ fn an_old_object_is_refreshed_when_referenced_again() {
         .set_modified(month_ago)
         .unwrap();
 
-    let again = rt.block_on(t.offload(root, &msg, &target())).unwrap().unwrap();
+    let again = offload(&rt, &t, root, &msg).unwrap().unwrap();
     assert_eq!(again, offloaded, "the same content gets the same reference");
     let age = std::fs::metadata(&object)
         .unwrap()
@@ -316,10 +328,10 @@ proptest! {
         let root = schema.node(HISTORY).unwrap();
         let msg = Bytes::from(history(&sizes).encode_to_vec());
         let rt = runtime();
-        let offloaded = rt.block_on(t.offload(root, &msg, &target())).unwrap();
-        let offloaded = offloaded.map(Bytes::from).unwrap_or_else(|| msg.clone());
-        let back = rt.block_on(t.rehydrate(root, &offloaded, "default")).unwrap();
-        prop_assert_eq!(back.map(Bytes::from).unwrap_or(offloaded), msg);
+        let offloaded = offload(&rt, &t, root, &msg).unwrap();
+        let offloaded = offloaded.unwrap_or_else(|| msg.clone());
+        let back = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
+        prop_assert_eq!(back.unwrap_or(offloaded), msg);
     }
 
     #[test]
@@ -331,8 +343,8 @@ proptest! {
         for name in [HISTORY, START, "google.rpc.Status"] {
             let root = schema.node(name).unwrap();
             let _ = rewrite::payload_ranges(&schema, root, &msg);
-            let _ = rt.block_on(t.offload(root, &msg, &target()));
-            let _ = rt.block_on(t.rehydrate(root, &msg, "default"));
+            let _ = offload(&rt, &t, root, &msg);
+            let _ = rehydrate(&rt, &t, root, &msg, "default");
         }
         let _ = Reference::from_payload(&msg);
         let _ = claimcheck::frame::decode(msg, Some("gzip"), 1 << 20);
@@ -350,8 +362,8 @@ proptest! {
         }
         let msg = Bytes::from(bytes);
         let rt = runtime();
-        if let Ok(Some(out)) = rt.block_on(t.offload(root, &msg, &target())) {
-            let _ = rt.block_on(t.rehydrate(root, &Bytes::from(out), "default"));
+        if let Ok(Some(out)) = offload(&rt, &t, root, &msg) {
+            let _ = rehydrate(&rt, &t, root, &out, "default");
         }
     }
 }

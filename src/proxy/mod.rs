@@ -131,7 +131,7 @@ impl Proxy {
                     workflow: None,
                 };
                 match self.transformer.offload(root, &msg.bytes, &target).await {
-                    Ok(Some(rewritten)) => frame::encode(rewritten, false)
+                    Ok(Some(rewritten)) => frame::encode(rewritten.into_chunks(), false)
                         .map_err(status::internal)?
                         .to_vec(),
                     Ok(None) => vec![body],
@@ -191,7 +191,7 @@ impl Proxy {
             Ok(Some(rewritten)) => {
                 self.check_client_limit(rewritten.len())?;
                 _rehydrated_permit = self.reserve(rewritten.len())?;
-                frame::encode(rewritten, msg.was_compressed)
+                frame::encode(rewritten.into_chunks(), msg.was_compressed)
                     .map_err(status::internal)?
                     .to_vec()
             }
@@ -224,7 +224,7 @@ impl Proxy {
         };
         match self.transformer.rehydrate(root, &details, namespace).await {
             Ok(Some(rewritten)) => {
-                headers.insert(STATUS_DETAILS, status::encode_details(&rewritten)?);
+                headers.insert(STATUS_DETAILS, status::encode_details(&rewritten.to_vec())?);
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -19,7 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 self="$env_dir/cluster.sh"
 
-usage() { sed -n '3,6p' "$self" | cut -c3- >&2; exit 2; }
+usage() { sed -n '4,5p' "$self" | cut -c3- >&2; exit 2; }
 
 # --- down -------------------------------------------------------------------------------------
 
@@ -63,7 +63,8 @@ down() {
 
 # --- up ---------------------------------------------------------------------------------------
 
-# free_ports N: N distinct free loopback ports (all held open until all are chosen).
+# free_ports N: N distinct free loopback ports (all held open until all are chosen). up takes all
+# it needs in one call, so two of its servers never get the same port.
 free_ports() {
     python3 - "$1" <<'EOF'
 import socket, sys
@@ -72,6 +73,14 @@ for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
+}
+# take_port VAR...: sets each VAR to the next of the ports up reserved.
+take_port() {
+    local var
+    for var; do
+        printf -v "$var" '%s' "${ports[0]:?no port left}"
+        ports=("${ports[@]:1}")
+    done
 }
 
 # start NAME CMD...: runs CMD detached (setsid: no terminal, survives this script) in DIR/NAME/,
@@ -162,7 +171,8 @@ EOF
 
 launch_kube() {
     local pki="$dir/pki"
-    read -r etcd_port etcd_peer_port apiserver_port < <(free_ports 3)
+    local etcd_port etcd_peer_port apiserver_port
+    take_port etcd_port etcd_peer_port apiserver_port
     make_pki
     ETCD_URL="http://127.0.0.1:$etcd_port"
     APISERVER_URL="https://127.0.0.1:$apiserver_port"
@@ -211,7 +221,7 @@ ready_kube() {
 
 launch_s3() {
     local port console_port
-    read -r port console_port < <(free_ports 2)
+    take_port port console_port
     S3_ENDPOINT="http://127.0.0.1:$port" S3_REGION=us-east-1 S3_BUCKET=claimcheck
     S3_ACCESS_KEY_ID=claimcheck S3_SECRET_ACCESS_KEY=claimcheck-secret
     # No console, no update checks: nothing may leave the machine.
@@ -231,7 +241,7 @@ ready_s3() {
 
 launch_gcs() {
     local fake_port emulator_port
-    read -r fake_port emulator_port < <(free_ports 2)
+    take_port fake_port emulator_port
     FAKE_GCS_URL="http://127.0.0.1:$fake_port" GCS_EMULATOR_URL="http://127.0.0.1:$emulator_port"
     GCS_BUCKET=claimcheck
     start fake-gcs-server "$FAKE_GCS_SERVER_BIN" -scheme http -host 127.0.0.1 -port "$fake_port" \
@@ -253,7 +263,7 @@ ready_gcs() {
 
 launch_azure() {
     local port
-    read -r port < <(free_ports 1)
+    take_port port
     # Azurite's well-known development account and key (public, in Microsoft's documentation).
     AZURE_STORAGE_ACCOUNT=devstoreaccount1
     AZURE_STORAGE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -268,7 +278,9 @@ ready_azure() {
     # Any HTTP answer (403 without credentials) means it listens.
     wait_until azurite 30 curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"
     azure_curl PUT "/$AZURE_CONTAINER?restype=container" "" >/dev/null
-    env_lines+=(AZURITE_BLOB_URL="$AZURITE_BLOB_URL" AZURE_STORAGE_ACCOUNT="$AZURE_STORAGE_ACCOUNT"
+    # AZURITE_BLOB_STORAGE_URL (no account in the path) is what object_store's emulator mode reads.
+    env_lines+=(AZURITE_BLOB_URL="$AZURITE_BLOB_URL" AZURITE_BLOB_STORAGE_URL="${AZURITE_BLOB_URL%/*}"
+        AZURE_STORAGE_ACCOUNT="$AZURE_STORAGE_ACCOUNT"
         AZURE_STORAGE_KEY="$AZURE_STORAGE_KEY" AZURE_CONTAINER="$AZURE_CONTAINER"
         AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$AZURE_STORAGE_ACCOUNT;AccountKey=$AZURE_STORAGE_KEY;BlobEndpoint=$AZURITE_BLOB_URL;"
         AZURITE_PID="$(<"$dir/azurite.pid")")
@@ -314,6 +326,7 @@ up() {
             watch "$watch" "$self" "$dir"
         env_lines+=(WATCH_PID="$(<"$dir/watch.pid")")
     fi
+    read -r -a ports < <(free_ports 8)   # kube 3, s3 2, gcs 2, azure 1
     for group in "${groups[@]}"; do "launch_$group"; done
     for group in "${groups[@]}"; do "ready_$group"; done
 
@@ -322,7 +335,7 @@ up() {
     mv "$dir/env.tmp" "$dir/env"   # appears whole, only once everything answers
 }
 
-(($# >= 2)) && [[ "$1" == up || "$1" == down ]] || usage
+if (($# < 2)) || [[ "$1" != up && "$1" != down ]]; then usage; fi
 command=$1 dir=$2; shift 2
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd -P)"

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,8 +34,13 @@ pub fn free_port() -> u16 {
 }
 
 pub fn spawn(program: &str, args: &[String]) -> Process {
+    spawn_with_env(program, args, &BTreeMap::new())
+}
+
+pub fn spawn_with_env(program: &str, args: &[String], env: &BTreeMap<String, String>) -> Process {
     let child = Command::new(program)
         .args(args)
+        .envs(env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -100,6 +106,10 @@ pub fn describe_namespace(namespace: &str) -> Vec<u8> {
 pub fn channel(port: u16) -> Channel {
     Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("url")
+        // Large messages cross this channel in the tests and benches; HTTP/2's default
+        // 64 KiB windows would make it the bottleneck.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .connect_lazy()
 }
 
