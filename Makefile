@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint e2e demo bench fmt env-install env-up env-down env-smoke
+.PHONY: build test unit lint e2e demo bench fmt crds env-install env-up env-down env-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -64,3 +64,7 @@ env-smoke:
 	trap 'st=$$?; tests/env/cluster.sh down "$$dir"; \
 	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
 	tests/env/cluster.sh up "$$dir" --watch $$$$ && tests/env/smoke.sh "$$dir"
+
+## Regenerates crds/ from the Rust types (a test fails when they drift).
+crds: build
+	$(BIN) crd > crds/payloadstoragepolicies.claimcheck.dev.yaml

@@ -1,13 +1,17 @@
 //! claimcheck: keeps large Temporal payloads out of workflow history.
 //!
 //! The domain modules (`wire`, `schema`, `rewrite`, `reference`, `driver`, `cache`,
-//! `transform`) and the `proxy` know nothing of Kubernetes: the proxy runs with no cluster.
+//! `transform`, `lifecycle`, `probe`) and the `proxy` know nothing of Kubernetes: the proxy
+//! runs with no cluster. `policy` is the Kubernetes resource.
 
 pub mod cache;
 pub mod config;
 pub mod driver;
 pub mod frame;
+pub mod lifecycle;
 pub mod metrics;
+pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod reference;
 pub mod rewrite;

@@ -1,9 +1,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use claimcheck::config::{DriverConfig, ProxyConfig, TlsFiles};
+use claimcheck::driver::Driver;
+use claimcheck::policy::PayloadStoragePolicy;
+use claimcheck::probe::{Probe, ProbeReport, StepLatencies};
 use claimcheck::run::BoundProxy;
+use claimcheck::transform::Tier;
 use clap::{Args, Parser, Subcommand};
+use kube::CustomResourceExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -26,7 +32,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the payload proxy between Temporal workers and the frontend.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
+    /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
+    Crd,
+    /// Prove a policy's stores with a round trip: a small payload stays inline, a large
+    /// one is offloaded, both come back with the same size and SHA-256.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// A PayloadStoragePolicy manifest; no cluster is needed. Credentials come from the
+    /// environment, as the store clients read them.
+    #[arg(long, short = 'f')]
+    file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Flags override the configuration file.
@@ -165,6 +187,71 @@ fn main() -> anyhow::Result<()> {
                 let config = args.into_config()?;
                 BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
             }
+            Command::Crd => {
+                print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
+                Ok(())
+            }
+            Command::Probe(args) => probe(args).await,
         }
     })
+}
+
+/// Runs the probe of a policy file; exits non-zero when it fails.
+async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let policy: PayloadStoragePolicy = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a PayloadStoragePolicy", args.file.display()))?;
+    let spec = &policy.spec;
+    let tiers = spec
+        .drivers
+        .iter()
+        .map(|d| {
+            let c = d.proxy_driver();
+            Ok(Tier {
+                driver: Driver::open(&c.url, &c.prefix, &c.options)?,
+                min_bytes: c.min_bytes,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let threshold = u64::try_from(spec.threshold_bytes).context("thresholdBytes must not be negative")?;
+    let large = usize::try_from(spec.probe.large_bytes).context("probe.largeBytes must be positive")?;
+    let probe = Probe::new(tiers, &spec.temporal.namespace, threshold, large).map_err(anyhow::Error::msg)?;
+    let (report, latencies) = probe.run().await;
+    if args.json {
+        let out = serde_json::json!({"report": report, "latencies": latencies});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_report(&report, &latencies);
+    }
+    if report.status != "passed" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_report(report: &ProbeReport, latencies: &StepLatencies) {
+    println!("probe {} ({})", report.status, report.time);
+    for (name, check) in [("small", &report.small_payload), ("large", &report.large_payload)] {
+        let place = match &check.reference {
+            Some(key) => format!("offloaded to {key}"),
+            None => "inline".to_owned(),
+        };
+        let verified = if check.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        };
+        println!(
+            "  {name:<5} {:>9} bytes  {place}  {verified}  sha256 {}",
+            check.bytes, check.sha256
+        );
+    }
+    println!(
+        "  write {:.1} ms, read {:.1} ms, delete {:.1} ms",
+        latencies.write_ms, latencies.read_ms, latencies.delete_ms
+    );
+    if let Some(reason) = &report.reason {
+        println!("  reason: {reason}");
+    }
 }

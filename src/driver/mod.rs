@@ -150,6 +150,16 @@ impl Driver {
         }
     }
 
+    /// Removes an object; the probe cleans up after itself with this, nothing else deletes.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.check_root(key).await?;
+        self.store
+            .delete(&path)
+            .await
+            .map_err(|e| self.store_error(key, e))
+    }
+
     fn path(&self, key: &str) -> Result<Path, StoreError> {
         Path::parse(key).map_err(|e| StoreError::BadKey {
             object: self.object_name(key),
