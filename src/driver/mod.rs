@@ -208,26 +208,37 @@ impl Driver {
     }
 }
 
-/// Drops URL query strings from an error text: a SAS token or a presigned signature must
-/// never reach a log line or a gRPC status.
+/// One line for a status message, a log line and a workflow's history: the store client's
+/// description of the failure and the store's error code, never the response body (a
+/// SignatureDoesNotMatch body echoes the request) and never a URL query (a SAS token or a
+/// presigned signature).
 fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_query = false;
-    for c in text.chars() {
-        match c {
-            '?' if !in_query => {
-                in_query = true;
-                out.push_str("?<redacted>");
-            }
-            c if in_query && (c.is_whitespace() || c == '"' || c == '\'' || c == ')' || c == ',') => {
-                in_query = false;
-                out.push(c);
-            }
-            c if !in_query => out.push(c),
-            _ => {}
-        }
+    let first_line = text.lines().next().unwrap_or_default();
+    let head = ["<?xml", "<Error", ": {"]
+        .iter()
+        .filter_map(|marker| first_line.find(marker))
+        .min()
+        .map_or(first_line, |at| &first_line[..at]);
+    let head = head.trim_end_matches([' ', ':']);
+    let words: Vec<String> = head.split(' ').map(without_query).collect();
+    match error_code(text) {
+        Some(code) => format!("{} ({code})", words.join(" ")),
+        None => words.join(" "),
     }
-    out
+}
+
+fn without_query(word: &str) -> String {
+    match word.find("://").and_then(|_| word.find('?')) {
+        Some(at) => format!("{}?<redacted>", &word[..at]),
+        None => word.to_owned(),
+    }
+}
+
+/// The `<Code>` of an S3, GCS XML or Azure error body.
+fn error_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(&text[start..start + len]).filter(|code| code.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]
@@ -243,6 +254,18 @@ mod tests {
         assert!(
             out.contains("https://a.blob.core.windows.net/c/k?<redacted> in 1s"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn response_bodies_are_reduced_to_their_error_code() {
+        let text = "Generic S3 error: Error performing GET http://127.0.0.1:9000/b/k in 1ms - Server returned \
+                    non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch\
+                    </Code><StringToSign>AWS4-HMAC-SHA256 SECRET</StringToSign></Error>";
+        assert_eq!(
+            redact(text),
+            "Generic S3 error: Error performing GET http://127.0.0.1:9000/b/k in 1ms - Server returned \
+             non-2xx status code: 403 Forbidden (SignatureDoesNotMatch)"
         );
     }
 }

@@ -10,13 +10,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, RetryConfig};
 
 use super::{Driver, DriverError, Layout};
 
@@ -141,9 +142,28 @@ fn join_prefix(path: &str, prefix: &str) -> String {
     }
 }
 
+/// A store that does not answer must fail a call well within a worker's deadline: the
+/// proxy answers UNAVAILABLE and Temporal retries the task. Options override these.
+const CLIENT_DEFAULTS: [(&str, &str); 2] = [("connect_timeout", "5s"), ("timeout", "30s")];
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
+
+/// The defaults, then the policy's options.
+fn with_defaults(options: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    CLIENT_DEFAULTS
+        .into_iter()
+        .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
 fn s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
-    let mut builder = AmazonS3Builder::from_env().with_url(url);
-    for (key, value) in options {
+    let mut builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry());
+    for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<AmazonS3ConfigKey>(url, key)?, value);
     }
     builder
@@ -153,8 +173,10 @@ fn s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectSto
 }
 
 fn gcs(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
-    let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
-    for (key, value) in options {
+    let mut builder = GoogleCloudStorageBuilder::from_env()
+        .with_url(url)
+        .with_retry(retry());
+    for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<GoogleConfigKey>(url, key)?, value);
     }
     builder
@@ -164,8 +186,10 @@ fn gcs(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectSt
 }
 
 fn azure(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
-    let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
-    for (key, value) in options {
+    let mut builder = MicrosoftAzureBuilder::from_env()
+        .with_url(url)
+        .with_retry(retry());
+    for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<AzureConfigKey>(url, key)?, value);
     }
     builder

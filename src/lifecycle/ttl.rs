@@ -69,7 +69,7 @@ mod tests {
         );
         assert!(
             ttl.derivation
-                .starts_with("14d run timeout + 30d retention (namespace) + 0s grace")
+                .starts_with("14d run timeout + 30d retention (namespace) + 0d grace")
         );
     }
 

@@ -3,7 +3,8 @@
 A reference is the Payload the Temporal SDKs' External Storage writes (metadata
 encoding=json/protobuf, messageType=temporal.api.sdk.v1.ExternalStorageReference, data = the
 proto-JSON of the reference, external_payloads = [size of the original Payload]). The stored
-object is the serialized original Payload; its key is content-addressed by SHA-256.
+object is the serialized original Payload; its key is content-addressed by SHA-256. The claim
+data depends on the store (stores.Store.claim): the S3 and GCS ones are the SDK drivers' own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -23,8 +23,8 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 
 from harness import NAMESPACE, THRESHOLD
+from stores import Store
 
-DRIVER = "claimcheck.file"
 REFERENCE_ENCODING = b"json/protobuf"
 REFERENCE_TYPE = b"temporal.api.sdk.v1.ExternalStorageReference"
 # The SDKs' first reference encoding; the proxy reads it but must never write it.
@@ -72,31 +72,32 @@ def is_reference(payload: Payload) -> bool:
     return payload.metadata.get("messageType") == REFERENCE_TYPE
 
 
-def parse_reference(payload: Payload, event: str = "", path: str = "") -> Reference:
-    """Parses a reference, asserting it has exactly the SDK's shape."""
+def parse_reference(payload: Payload, store: Store, event: str = "", path: str = "") -> Reference:
+    """Parses a reference to an object of `store`, asserting it has exactly the SDK's shape."""
     assert payload.metadata.get("encoding") == REFERENCE_ENCODING, (path, dict(payload.metadata))
     body = json.loads(payload.data)
     # proto-JSON writes lowerCamelCase; parsers must also accept the original field names.
     driver = body.get("driverName", body.get("driver_name"))
     claim = body.get("claimData", body.get("claim_data"))
-    assert driver == DRIVER, (path, body)
-    assert claim["hash_algorithm"] == "sha256", (path, body)
+    assert driver == store.driver, (path, body)
+    key, hash_value = claim.get(store.key_claim), claim.get("hash_value")
+    assert claim == store.claim(key, hash_value), (path, body)
     assert len(payload.external_payloads) == 1, (path, payload.external_payloads)
     return Reference(
         event=event,
         path=path,
-        key=claim["key"],
-        hash_value=claim["hash_value"],
+        key=key,
+        hash_value=hash_value,
         size_bytes=payload.external_payloads[0].size_bytes,
     )
 
 
-def verify_stored(ref: Reference, store: Path, namespace: str = NAMESPACE) -> Payload:
+def verify_stored(ref: Reference, store: Store, namespace: str = NAMESPACE) -> Payload:
     """Checks the stored object against its reference and returns the original Payload."""
-    assert ref.key.startswith(f"v0/ns/{namespace}/"), ref
+    assert ref.key.startswith(f"{store.prefix}v0/ns/{namespace}/"), ref
     assert ref.key.endswith(f"/d/sha256/{ref.hash_value}"), ref
     assert ".." not in ref.key.split("/"), ref
-    data = (store / ref.key).read_bytes()
+    data = store.read(ref.key)
     assert len(data) == ref.size_bytes, (ref, len(data))
     assert hashlib.sha256(data).hexdigest() == ref.hash_value, ref
     original = Payload.FromString(data)
@@ -106,7 +107,7 @@ def verify_stored(ref: Reference, store: Path, namespace: str = NAMESPACE) -> Pa
 
 
 def history_references(
-    events: Iterable[HistoryEvent], store: Path, namespace: str = NAMESPACE
+    events: Iterable[HistoryEvent], store: Store, namespace: str = NAMESPACE
 ) -> list[Reference]:
     """All references in a history, each checked against the store; no large payload is left."""
     refs = []
@@ -117,7 +118,7 @@ def history_references(
             assert payload.ByteSize() < THRESHOLD, f"{where}: {payload.ByteSize()} bytes inline"
             assert payload.metadata.get("encoding") != LEGACY_REFERENCE_ENCODING, where
             if is_reference(payload):
-                ref = parse_reference(payload, name, path)
+                ref = parse_reference(payload, store, name, path)
                 verify_stored(ref, store, namespace)
                 refs.append(ref)
     return refs
@@ -133,7 +134,7 @@ async def describe(client: Client, workflow_id: str, run_id: str | None = None):
 
 
 async def checked_run_references(
-    direct_client: Client, workflow_id: str, run_id: str | None, store: Path
+    direct_client: Client, workflow_id: str, run_id: str | None, store: Store
 ) -> list[Reference]:
     """References of one run, read straight from the server, and the server's own accounting.
 
@@ -149,7 +150,7 @@ async def checked_run_references(
     return refs
 
 
-def rehydrated(events: Iterable[HistoryEvent], store: Path) -> list[HistoryEvent]:
+def rehydrated(events: Iterable[HistoryEvent], store: Store) -> list[HistoryEvent]:
     """The history as the proxy must serve it: every reference replaced by its stored original."""
     copies = []
     for event in events:
@@ -157,18 +158,15 @@ def rehydrated(events: Iterable[HistoryEvent], store: Path) -> list[HistoryEvent
         copy.CopyFrom(event)
         for _, payload in list(iter_payloads(copy)):
             if is_reference(payload):
-                stored = (store / parse_reference(payload).key).read_bytes()
+                stored = store.read(parse_reference(payload, store).key)
                 payload.CopyFrom(Payload.FromString(stored))
         copies.append(copy)
     return copies
 
 
-def reference_payload(key: str, hash_value: str, size_bytes: int) -> Payload:
+def reference_payload(store: Store, key: str, hash_value: str, size_bytes: int) -> Payload:
     """A reference in the SDK's format, for tests that hand-craft one."""
-    body = {
-        "driverName": DRIVER,
-        "claimData": {"key": key, "hash_algorithm": "sha256", "hash_value": hash_value},
-    }
+    body = {"driverName": store.driver, "claimData": store.claim(key, hash_value)}
     payload = Payload(
         metadata={"encoding": REFERENCE_ENCODING, "messageType": REFERENCE_TYPE},
         data=json.dumps(body).encode(),

@@ -1,17 +1,22 @@
-"""Fixtures: one real Temporal dev server per session, a claimcheck proxy per test, clients.
+"""Fixtures: one real Temporal dev server per session, a claimcheck proxy per test, clients;
+the object-store servers (S3, GCS, Azure) once per session, from the first test that needs one.
 
-Each test uses its own task queue and workflow ids, so they can share the server.
+Each test uses its own task queue and workflow ids, and its own store (a directory, or a prefix
+in the shared bucket), so they can share the servers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from harness import DevServer, Proxy, connect, read_log
+from harness import DevServer, Proxy, ProxyFactory, connect, read_log, unique
+from stores import Cluster, FileStore, Store, StoreFactory
 
 # name -> log file, shown when a test fails
 LOGS = pytest.StashKey[dict[str, Path]]()
@@ -33,6 +38,39 @@ async def direct_client(dev_server: DevServer) -> Client:
     return await connect(dev_server.address)
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster.up(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """make(kind, prefix=None): a store of kind file, s3, gcs or azure for this test alone: a new
+    directory, or a prefix of its own (unless given) in the cluster's bucket."""
+    count = itertools.count()
+
+    def make(kind: str, prefix: str | None = None) -> Store:
+        if kind == "file":
+            assert not prefix, "a file store is a directory of its own"
+            return FileStore(tmp_path / f"store-{next(count)}")
+        cluster: Cluster = request.getfixturevalue("cluster")
+        if prefix is None:
+            prefix = unique(re.sub(r"[^A-Za-z0-9_]+", "-", request.node.name).strip("-")) + "/"
+        return cluster.store(kind, prefix)
+
+    return make
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, store_factory: StoreFactory) -> Store:
+    """The test's store: the filesystem, or the kind a test parametrizes it with (indirect)."""
+    return store_factory(getattr(request, "param", "file"))
+
+
 @pytest.fixture(autouse=True)
 def logs(request: pytest.FixtureRequest, dev_server: DevServer) -> dict[str, Path]:
     """The log files shown when the test fails (see pytest_runtest_makereport)."""
@@ -44,16 +82,17 @@ def logs(request: pytest.FixtureRequest, dev_server: DevServer) -> dict[str, Pat
 @pytest.fixture
 def proxy_factory(
     dev_server: DevServer, direct_client: Client, logs: dict[str, Path], tmp_path: Path
-) -> Iterator[Callable[[Path], Proxy]]:
-    """Starts proxies in front of the dev server; several may share one store, as sidecars do.
+) -> Iterator[ProxyFactory]:
+    """start(store, env=None): a proxy in front of the dev server; several may share one store,
+    as sidecars do. `env` overrides the store's credentials.
 
     Depends on direct_client so that the server already answers gRPC when a proxy starts.
     """
     started: list[Proxy] = []
 
-    def start(store: Path) -> Proxy:
+    def start(store: Store, env: dict[str, str] | None = None) -> Proxy:
         name = f"proxy-{len(started)}"
-        proxy = Proxy.start(dev_server.address, store, tmp_path / f"{name}.log")
+        proxy = Proxy.start(dev_server.address, store, tmp_path / f"{name}.log", env=env)
         started.append(proxy)
         logs[f"claimcheck {name}"] = proxy.process.log
         return proxy
@@ -66,8 +105,8 @@ def proxy_factory(
 
 
 @pytest.fixture
-def proxy(proxy_factory: Callable[[Path], Proxy], tmp_path: Path) -> Proxy:
-    return proxy_factory(tmp_path / "store")
+def proxy(proxy_factory: ProxyFactory, store: Store) -> Proxy:
+    return proxy_factory(store)
 
 
 @pytest.fixture

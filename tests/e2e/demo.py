@@ -15,6 +15,7 @@ from pathlib import Path
 
 from claims import checked_run_references, describe
 from harness import MiB, DevServer, Proxy, connect, worker
+from stores import FileStore
 from workflows import TwoActivities, blob, digest
 
 SIZE = 10 * MiB
@@ -28,11 +29,11 @@ def human(size: int) -> str:
 async def run(work: Path) -> None:
     server = DevServer.start(work)
     try:
-        store = work / "store"
+        store = FileStore(work / "store")
         proxy = Proxy.start(server.address, store, work / "proxy.log")
         try:
             print(f"Temporal dev server   {server.address} (in memory)")
-            print(f"claimcheck proxy      {proxy.address} -> {store}")
+            print(f"claimcheck proxy      {proxy.address} -> {store.root}")
             await demo(server, proxy)
         finally:
             proxy.process.stop()
@@ -61,7 +62,7 @@ async def demo(server: DevServer, proxy: Proxy) -> None:
           f"{human(info.external_payload_size_bytes)} (the server's count), "
           f"{len(objects)} objects in the store:")
     for ref in refs:
-        print(f"  {ref.event:<24} {human(ref.size_bytes):>9}  {proxy.store / ref.key}")
+        print(f"  {ref.event:<24} {human(ref.size_bytes):>9}  {proxy.store.object_name(ref.key)}")
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from temporalio.service import PayloadLimitsConfig
 from temporalio.worker import Worker
 
 import workflows
+from stores import Store
 
 NAMESPACE = "default"
 THRESHOLD = 256 * 1024
@@ -66,10 +68,17 @@ class Process:
     log: Path
 
     @classmethod
-    def start(cls, name: str, argv: list[str], log: Path) -> Process:
+    def start(
+        cls, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> Process:
+        """Starts argv; `env` is added to this process's environment."""
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
             )
         return cls(name, popen, log)
 
@@ -146,21 +155,29 @@ class Proxy:
     process: Process
     address: str
     metrics_url: str
-    store: Path
+    store: Store
 
     @classmethod
-    def start(cls, upstream: str, store: Path, log: Path, threshold: int = THRESHOLD) -> Proxy:
-        store.mkdir(parents=True, exist_ok=True)
+    def start(
+        cls,
+        upstream: str,
+        store: Store,
+        log: Path,
+        threshold: int = THRESHOLD,
+        env: dict[str, str] | None = None,
+    ) -> Proxy:
+        """A proxy on `store`, with its credentials in the environment, as a pod has them;
+        `env` overrides them (wrong credentials, say)."""
         port, metrics_port = free_port(), free_port()
         argv = [
             str(claimcheck_bin()), "proxy",
             "--listen", f"127.0.0.1:{port}",
             "--upstream", f"http://{upstream}",
-            "--store", store.resolve().as_uri(),
+            "--store", store.url,
             "--threshold-bytes", str(threshold),
             "--metrics-listen", f"127.0.0.1:{metrics_port}",
         ]
-        process = Process.start("claimcheck proxy", argv, log)
+        process = Process.start("claimcheck proxy", argv, log, {**store.env, **(env or {})})
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         try:
             wait_until_ready(process, lambda: http_ok(f"{metrics_url}/readyz"), "claimcheck proxy")
@@ -175,6 +192,9 @@ class Proxy:
             text = response.read().decode()
         sample = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})?\s+(\S+)", re.MULTILINE)
         return sum(float(value) for value in sample.findall(text))
+
+
+ProxyFactory = Callable[..., Proxy]  # the proxy_factory fixture: start(store, env=None)
 
 
 async def connect(address: str, timeout: float = 60, **kwargs) -> Client:

@@ -6,7 +6,12 @@ history straight from the server: no payload at or over the threshold is left in
 reference has the SDK's format and matches its stored object, and it finds references in
 exactly the events the scenario expects. The server's own accounting of external payloads
 (DescribeWorkflowExecution) must agree. Read back through the proxy, the same history must be
-the stored one with every original payload back in place, byte for byte.
+the stored one with every original payload back in place, byte for byte, and the store holds
+exactly one object per distinct large payload.
+
+Every scenario runs on the filesystem store; the activity, signal and failure ones also on S3,
+GCS and Azure Blob, with the same checks, reading the stored objects through each store's own
+client.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from temporalio.client import Client
 
 from claims import checked_run_references, rehydrated
 from harness import MiB, Proxy, unique, worker
+from stores import CLOUD_KINDS
 from workflows import (
     ActivityFailureDetails,
     ActivityRoundTrip,
@@ -33,6 +39,7 @@ from workflows import (
     MemoReader,
     QueryServer,
     SignalReceiver,
+    TwoActivities,
     UpdateReverser,
     blob,
     digest,
@@ -84,6 +91,22 @@ async def activity_input_and_result(client: Client, wid: str) -> Outcome:
         [Run(wid, {"ACTIVITY_TASK_SCHEDULED": 1, "ACTIVITY_TASK_COMPLETED": 1})],
         offloads=2,
     )
+
+
+async def activity_result_passed_on(client: Client, wid: str, size: int = SIZE) -> Outcome:
+    result = await client.execute_workflow(
+        TwoActivities.run, args=[12, size], id=wid, task_queue=wid, **RUN
+    )
+    assert result == digest(blob(12, size)[::-1])
+    # The first result goes on as the second activity's input: the same object, referenced twice.
+    return Outcome(
+        [Run(wid, {"ACTIVITY_TASK_COMPLETED": 2, "ACTIVITY_TASK_SCHEDULED": 1})],
+        offloads=2,
+    )
+
+
+async def activity_result_passed_on_20mib(client: Client, wid: str) -> Outcome:
+    return await activity_result_passed_on(client, wid, size=20 * MiB)
 
 
 async def signal(client: Client, wid: str) -> Outcome:
@@ -194,6 +217,8 @@ SCENARIOS: list[Scenario] = [
     workflow_input_and_result,
     workflow_input_and_result_20mib,
     activity_input_and_result,
+    activity_result_passed_on,
+    activity_result_passed_on_20mib,
     signal,
     query_result,
     update_argument_and_result,
@@ -206,7 +231,24 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+# Each scenario on the filesystem; on the cloud stores, those that exercise the store most
+# (large and very large objects written and read back, in several places).
+CLOUD_SCENARIOS: list[Scenario] = [
+    activity_result_passed_on,
+    activity_result_passed_on_20mib,
+    signal,
+    activity_failure_details,
+]
+CASES = [(scenario, "file") for scenario in SCENARIOS] + [
+    (scenario, kind) for kind in CLOUD_KINDS for scenario in CLOUD_SCENARIOS
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "store"),
+    [pytest.param(scenario, kind, id=f"{scenario.__name__}-{kind}") for scenario, kind in CASES],
+    indirect=["store"],
+)
 async def test_large_payload_through_proxy(
     scenario: Scenario, proxy: Proxy, proxy_client: Client, direct_client: Client
 ) -> None:
@@ -224,5 +266,7 @@ async def test_large_payload_through_proxy(
         expected = rehydrated((await stored.fetch_history()).events, proxy.store)
         assert list((await served.fetch_history()).events) == expected
 
-    # The proxy's own count shows offloads that no history keeps (query results, heartbeats).
+    # The proxy's own count shows offloads that no history keeps (query results, heartbeats);
+    # the store (this test's alone) holds one object per distinct payload, and nothing else.
     assert proxy.metric("claimcheck_payloads_offloaded_total") >= outcome.offloads
+    assert len(proxy.store.keys()) == outcome.offloads, proxy.store.keys()

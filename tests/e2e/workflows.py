@@ -261,8 +261,22 @@ class ActivityOnOtherQueue:
 
 
 @workflow.defn
+class MadeOnOtherQueue:
+    """A large activity result, made by an activity worker on a queue of its own: the workflow
+    and the activity can run in different workers (one behind the proxy, one not)."""
+
+    @workflow.run
+    async def run(self, seed: int, size: int, activity_queue: str) -> str:
+        made = await workflow.execute_activity(
+            make_blob, args=[seed, size], task_queue=activity_queue, start_to_close_timeout=TIMEOUT
+        )
+        return digest(made)
+
+
+@workflow.defn
 class TwoActivities:
-    """The demo: a large payload made by one activity and reversed by another."""
+    """A large activity result passed on to another activity, whose result is large too (and the
+    demo)."""
 
     @workflow.run
     async def run(self, seed: int, size: int) -> str:
@@ -287,6 +301,7 @@ WORKFLOWS = [
     MemoReader,
     VerifiedInput,
     ActivityOnOtherQueue,
+    MadeOnOtherQueue,
     TwoActivities,
 ]
 ACTIVITIES = [reverse, digest_of, make_blob, fail_with_details, heartbeat_then_retry]

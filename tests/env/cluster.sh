@@ -3,6 +3,7 @@
 #
 #   cluster.sh up DIR [--only kube,s3,gcs,azure] [--watch PID]
 #   cluster.sh down DIR
+#   cluster.sh restart DIR SERVER
 #
 # up installs what it needs (a no-op with a warm cache), generates the PKI, starts each server
 # with its own, empty, data directory DIR/<server>/ and log DIR/<server>.log, waits until each
@@ -15,11 +16,14 @@
 # so a test process that dies without cleaning up leaves no servers behind.
 # If up fails, it tears down what it started and exits non-zero; the logs stay in DIR.
 # down kills what DIR's pid files name (TERM, then KILL after 10 s) and is idempotent.
+# restart starts one object-store server (minio, gcp-storage-emulator, azurite) again, stopping it
+# first if it still runs, with the command, port and data it had (a store that went away and came
+# back); it waits until the server answers and puts the new pid in DIR/env.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 self="$env_dir/cluster.sh"
 
-usage() { sed -n '4,5p' "$self" | cut -c3- >&2; exit 2; }
+usage() { sed -n '4,6p' "$self" | cut -c3- >&2; exit 2; }
 
 # --- down -------------------------------------------------------------------------------------
 
@@ -83,14 +87,23 @@ take_port() {
     done
 }
 
-# start NAME CMD...: runs CMD detached (setsid: no terminal, survives this script) in DIR/NAME/,
-# emptied first (every up starts from no data), logging to DIR/NAME.log; its pid goes to
-# DIR/NAME.pid. exec keeps the pid the server's own.
+# start NAME CMD...: runs CMD as NAME in DIR/NAME/, emptied first (every up starts from no data),
+# with a fresh log DIR/NAME.log. CMD is kept in DIR/NAME.cmd for restart.
 start() {
     local name=$1; shift
     rm -rf "${dir:?}/$name"
     mkdir -p "$dir/$name"
-    (cd "$dir/$name" && exec setsid "$@" </dev/null >"$dir/$name.log" 2>&1) &
+    printf '%s\0' "$@" >"$dir/$name.cmd"
+    : >"$dir/$name.log"
+    spawn "$name"
+}
+
+# spawn NAME: runs DIR/NAME.cmd detached (setsid: no terminal, survives this script) in DIR/NAME/,
+# appending to DIR/NAME.log; its pid goes to DIR/NAME.pid. exec keeps the pid the server's own.
+spawn() {
+    local name=$1 cmd
+    mapfile -d '' cmd <"$dir/$name.cmd"
+    (cd "$dir/$name" && exec setsid "${cmd[@]}" </dev/null >>"$dir/$name.log" 2>&1) &
     echo $! >"$dir/$name.pid"
 }
 
@@ -224,15 +237,22 @@ launch_s3() {
     take_port port console_port
     S3_ENDPOINT="http://127.0.0.1:$port" S3_REGION=us-east-1 S3_BUCKET=claimcheck
     S3_ACCESS_KEY_ID=claimcheck S3_SECRET_ACCESS_KEY=claimcheck-secret
-    # No console, no update checks: nothing may leave the machine.
-    MINIO_ROOT_USER=$S3_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$S3_SECRET_ACCESS_KEY \
-        MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION=$S3_REGION \
-        start minio "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" \
+    # No console, no update checks: nothing may leave the machine. The settings are part of the
+    # command (env), so that restart has them too.
+    start minio env MINIO_ROOT_USER="$S3_ACCESS_KEY_ID" MINIO_ROOT_PASSWORD="$S3_SECRET_ACCESS_KEY" \
+        MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION="$S3_REGION" \
+        "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" \
         --console-address "127.0.0.1:$console_port" "$dir/minio/data"
 }
 
+# answers_SERVER: whether the object-store server answers (ready_GROUP and restart wait on it).
+answers_minio() { curl -sf "$S3_ENDPOINT/minio/health/ready"; }
+answers_gcp-storage-emulator() { curl -sf "$GCS_EMULATOR_URL/storage/v1/b/$GCS_BUCKET"; }
+# Any HTTP answer (403 without credentials) means Azurite listens.
+answers_azurite() { curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"; }
+
 ready_s3() {
-    wait_until minio 30 curl -sf "$S3_ENDPOINT/minio/health/ready"
+    wait_until minio 30 answers_minio
     s3_curl -X PUT "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
     env_lines+=(S3_ENDPOINT="$S3_ENDPOINT" S3_REGION="$S3_REGION" S3_BUCKET="$S3_BUCKET"
         S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY"
@@ -256,7 +276,7 @@ ready_gcs() {
     wait_until fake-gcs-server 30 curl -sf "$FAKE_GCS_URL/storage/v1/b"
     curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' \
         -d "{\"name\": \"$GCS_BUCKET\"}" "$FAKE_GCS_URL/storage/v1/b?project=claimcheck" >/dev/null
-    wait_until gcp-storage-emulator 30 curl -sf "$GCS_EMULATOR_URL/storage/v1/b/$GCS_BUCKET"
+    wait_until gcp-storage-emulator 30 answers_gcp-storage-emulator
     env_lines+=(FAKE_GCS_URL="$FAKE_GCS_URL" GCS_EMULATOR_URL="$GCS_EMULATOR_URL" GCS_BUCKET="$GCS_BUCKET"
         FAKE_GCS_PID="$(<"$dir/fake-gcs-server.pid")" GCS_EMULATOR_PID="$(<"$dir/gcp-storage-emulator.pid")")
 }
@@ -275,8 +295,7 @@ launch_azure() {
 }
 
 ready_azure() {
-    # Any HTTP answer (403 without credentials) means it listens.
-    wait_until azurite 30 curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"
+    wait_until azurite 30 answers_azurite
     azure_curl PUT "/$AZURE_CONTAINER?restype=container" "" >/dev/null
     # AZURITE_BLOB_STORAGE_URL (no account in the path) is what object_store's emulator mode reads.
     env_lines+=(AZURITE_BLOB_URL="$AZURITE_BLOB_URL" AZURITE_BLOB_STORAGE_URL="${AZURITE_BLOB_URL%/*}"
@@ -335,11 +354,25 @@ up() {
     mv "$dir/env.tmp" "$dir/env"   # appears whole, only once everything answers
 }
 
-if (($# < 2)) || [[ "$1" != up && "$1" != down ]]; then usage; fi
+restart() {
+    local name=$1 old new
+    declare -F "answers_$name" >/dev/null || die "restart: '$name' is not an object-store server"
+    [[ -f "$dir/$name.pid" && -f "$dir/env" ]] || die "restart: $name was not started in $dir"
+    old="$(<"$dir/$name.pid")"
+    stop "$dir/$name.pid"
+    spawn "$name"
+    source "$dir/env"   # the endpoints answers_SERVER checks
+    wait_until "$name" 30 "answers_$name"
+    new="$(<"$dir/$name.pid")"
+    sed -i "s/_PID='$old'\$/_PID='$new'/" "$dir/env"
+}
+
+if (($# < 2)) || [[ "$1" != up && "$1" != down && "$1" != restart ]]; then usage; fi
 command=$1 dir=$2; shift 2
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd -P)"
 case "$command" in
     up) up "$@" ;;
     down) (($# == 0)) || usage; down ;;
+    restart) (($# == 1)) || usage; restart "$1" ;;
 esac
