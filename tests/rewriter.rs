@@ -318,6 +318,52 @@ fn an_old_object_is_refreshed_when_referenced_again() {
     );
 }
 
+/// Hot and cold tiers: a payload goes to the tier with the largest minBytes not above its
+/// size, and what any tier wrote still resolves after the tiers are reconfigured.
+#[test]
+fn tiers_pick_by_size_and_old_references_still_resolve() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let tier = |prefix: &str, min_bytes: u64| Tier {
+        driver: Driver::open(&url, prefix, &Default::default()).unwrap(),
+        min_bytes,
+    };
+    let with = |tiers: Vec<Tier>| {
+        let settings = Settings {
+            threshold_bytes: 1024,
+            parallelism: 4,
+        };
+        Transformer::new(
+            schema.clone(),
+            tiers,
+            settings,
+            VerifiedCache::new(0, 0),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    };
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[2048, 9000]).encode_to_vec());
+    let written = with(vec![tier("hot", 0), tier("cold", 8192)]);
+    let offloaded = offload(&rt, &written, root, &msg).unwrap().unwrap();
+    let keys: Vec<String> = rewrite::payload_ranges(&schema, root, &offloaded)
+        .unwrap()
+        .into_iter()
+        .map(|r| Reference::from_payload(&offloaded[r]).unwrap().unwrap().claim["key"].clone())
+        .collect();
+    assert!(keys[0].starts_with("hot/v0/ns/default/"), "{keys:?}");
+    assert!(keys[1].starts_with("cold/v0/ns/default/"), "{keys:?}");
+
+    // Cold is now the first tier and hot takes nothing new; both still fetch.
+    let reconfigured = with(vec![tier("cold", 0), tier("hot", 1 << 40)]);
+    let back = rehydrate(&rt, &reconfigured, root, &offloaded, "default")
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, msg);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
