@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod controller;
 pub mod driver;
 pub mod frame;
 pub mod lifecycle;
@@ -17,6 +18,7 @@ pub mod reference;
 pub mod rewrite;
 pub mod run;
 pub mod schema;
+pub mod temporal;
 pub mod tls;
 pub mod transform;
 pub mod wire;

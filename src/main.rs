@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run the payload proxy between Temporal workers and the frontend.
     Proxy(Box<ProxyArgs>),
+    /// Run the operator's controller (in the cluster, or against the current kubeconfig).
+    Controller,
     /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
     Crd,
     /// Prove a policy's stores with a round trip: a small payload stays inline, a large
@@ -186,6 +188,10 @@ fn main() -> anyhow::Result<()> {
             Command::Proxy(args) => {
                 let config = args.into_config()?;
                 BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
+            }
+            Command::Controller => {
+                claimcheck::controller::run(kube::Client::try_default().await?).await;
+                Ok(())
             }
             Command::Crd => {
                 print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);

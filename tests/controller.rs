@@ -1,0 +1,228 @@
+//! The controller against the real API server, MinIO and a Temporal dev server.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use claimcheck::config::ProxyConfig;
+use claimcheck::controller::{CONFIG_KEY, config_map_name};
+use claimcheck::policy::PayloadStoragePolicy;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use support::DevServer;
+use support::cluster::{Cluster, Store};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &PayloadStoragePolicy::crd())
+        .await
+        .expect("CRD accepted");
+    let established = await_condition(
+        crds,
+        "payloadstoragepolicies.claimcheck.dev",
+        conditions::is_crd_established(),
+    );
+    tokio::time::timeout(WAIT, established)
+        .await
+        .expect("in time")
+        .expect("watch");
+}
+
+fn secret(env: &BTreeMap<String, String>) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("s3-creds".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            env.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+fn condition<'p>(policy: &'p PayloadStoragePolicy, type_: &str) -> Option<&'p claimcheck::policy::Condition> {
+    policy
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Waits until `check` holds for the policy, returning it and how long it took.
+async fn until(
+    api: &Api<PayloadStoragePolicy>,
+    what: &str,
+    check: impl Fn(&PayloadStoragePolicy) -> bool,
+) -> (PayloadStoragePolicy, Duration) {
+    let started = Instant::now();
+    loop {
+        let policy = api.get("billing").await.expect("the policy exists");
+        if check(&policy) {
+            return (policy, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{what} not reached; status: {:#?}",
+            policy.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
+    let current = policy.metadata.generation;
+    condition(policy, "Ready").is_some_and(|c| c.status == status && c.observed_generation == current)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
+    let cluster = Cluster::up("kube,s3");
+    let server = DevServer::start().await;
+    let client = cluster.kube().await;
+    install_crd(&client).await;
+    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let good = cluster.user_env(Store::S3);
+    secrets
+        .create(&PostParams::default(), &secret(&good))
+        .await
+        .unwrap();
+    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": "billing", "namespace": "default"},
+        "spec": {
+            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+            "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
+            "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "auto", "grace": "1d", "manage": false},
+            "probe": {"interval": "2s", "largeBytes": 3145728},
+        }
+    }))
+    .unwrap();
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &policy).await.unwrap();
+
+    let (policy, took) = until(&api, "Ready", |p| ready(p, "True")).await;
+    println!("policy applied -> Ready in {took:?}");
+    let status = policy.status.clone().unwrap();
+    assert_eq!(status.observed_generation, policy.metadata.generation);
+    assert_eq!(
+        condition(&policy, "StorageVerified").unwrap().reason,
+        "ProbePassed"
+    );
+    let probe = status.last_probe.clone().unwrap();
+    assert_eq!(
+        (probe.small_payload.offloaded, probe.large_payload.offloaded),
+        (false, true)
+    );
+    assert!(
+        probe
+            .large_payload
+            .reference
+            .unwrap()
+            .starts_with("billing/v0/ns/default/")
+    );
+    // The dev server's default namespace keeps histories one day: 14d + 1d + 1d grace, and
+    // strictly more than 15 days.
+    assert_eq!(
+        status.effective_ttl.as_deref(),
+        Some("16d"),
+        "{:?}",
+        status.ttl_derivation
+    );
+    assert!(
+        status
+            .ttl_derivation
+            .unwrap()
+            .contains("1d retention (namespace default)")
+    );
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let config_map = config_maps
+        .get(&config_map_name("billing"))
+        .await
+        .expect("the proxy configuration exists");
+    assert_eq!(
+        config_map.owner_references()[0].uid,
+        policy.uid().unwrap(),
+        "owned by the policy"
+    );
+    let proxy: ProxyConfig = serde_yaml::from_str(&config_map.data.unwrap()[CONFIG_KEY]).unwrap();
+    assert_eq!(proxy.threshold_bytes, 262_144);
+    assert_eq!(proxy.drivers[0].url, cluster.url(Store::S3, "billing/"));
+    assert!(
+        proxy.drivers[0].options.is_empty(),
+        "credentials never enter the ConfigMap"
+    );
+
+    // Wrong credentials: Ready turns False within a probe interval, naming the cause.
+    let mut wrong = good.clone();
+    wrong.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
+    secrets
+        .replace("s3-creds", &PostParams::default(), &secret(&wrong))
+        .await
+        .unwrap();
+    let (policy, _) = until(&api, "Ready False", |p| ready(p, "False")).await;
+    let reason = condition(&policy, "Ready").unwrap();
+    assert_eq!(reason.reason, "ProbeFailed");
+    assert!(
+        reason
+            .message
+            .contains(&format!("s3://{}/billing/", cluster.var("S3_BUCKET"))),
+        "{}",
+        reason.message
+    );
+    assert!(!reason.message.contains("not-the-secret"));
+
+    // Fixed without touching the policy: Ready again.
+    secrets
+        .replace("s3-creds", &PostParams::default(), &secret(&good))
+        .await
+        .unwrap();
+    until(&api, "Ready again", |p| ready(p, "True")).await;
+
+    // retention: auto follows the namespace.
+    let cli = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI");
+    let address = format!("127.0.0.1:{}", server.port);
+    let out = std::process::Command::new(cli)
+        .args([
+            "operator",
+            "namespace",
+            "update",
+            "--address",
+            &address,
+            "--retention",
+            "72h",
+            "default",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(&api, "TTL of 18d", |p| {
+        p.status.as_ref().and_then(|s| s.effective_ttl.as_deref()) == Some("18d")
+    })
+    .await;
+
+    // Deleting the policy passes through the finalizer and leaves the objects.
+    api.delete("billing", &Default::default()).await.unwrap();
+    let gone = async {
+        while api.get_opt("billing").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("the policy is deleted");
+    controller.abort();
+}
