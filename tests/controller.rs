@@ -65,9 +65,18 @@ async fn until(
     what: &str,
     check: impl Fn(&PayloadStoragePolicy) -> bool,
 ) -> (PayloadStoragePolicy, Duration) {
+    until_named(api, "billing", what, check).await
+}
+
+async fn until_named(
+    api: &Api<PayloadStoragePolicy>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&PayloadStoragePolicy) -> bool,
+) -> (PayloadStoragePolicy, Duration) {
     let started = Instant::now();
     loop {
-        let policy = api.get("billing").await.expect("the policy exists");
+        let policy = api.get(name).await.expect("the policy exists");
         if check(&policy) {
             return (policy, started.elapsed());
         }
@@ -224,5 +233,128 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     tokio::time::timeout(WAIT, gone)
         .await
         .expect("the policy is deleted");
+    controller.abort();
+}
+
+fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadStoragePolicy {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+            "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
+            "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "2d", "grace": "1d", "manage": true},
+            "probe": {"interval": "2s"},
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
+    use claimcheck::lifecycle::{ExpiryRule, S3Rules};
+    let cluster = Cluster::up("kube,s3");
+    let server = DevServer::start().await;
+    let client = cluster.kube().await;
+    install_crd(&client).await;
+    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+    let env = cluster.user_env(Store::S3);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret(&env))
+        .await
+        .unwrap();
+
+    // A rule the bucket already had, and an object under the policy's prefix.
+    let options = cluster.options(Store::S3);
+    let bucket = cluster.var("S3_BUCKET");
+    let rules = S3Rules::new(bucket, &options).unwrap();
+    let theirs = ExpiryRule {
+        id: "keep-me".into(),
+        prefix: "other/".into(),
+        days: 7,
+    };
+    rules.apply(&theirs).await.unwrap();
+    let objects = cluster.object_store(Store::S3);
+    let object = object_store::path::Path::from("billing/v0/ns/default/d/sha256/kept");
+    object_store::ObjectStoreExt::put(&objects, &object, bytes::Bytes::from_static(b"payload").into())
+        .await
+        .unwrap();
+
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &managed_policy("billing", &cluster, &server),
+    )
+    .await
+    .unwrap();
+    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    assert_eq!(
+        condition(&policy, "LifecycleConfigured").unwrap().reason,
+        "RuleInstalled"
+    );
+    let summary = |rules: Vec<aws_sdk_s3::types::LifecycleRule>| -> Vec<(String, String, i32)> {
+        let mut out: Vec<_> = rules
+            .iter()
+            .map(|r| {
+                let prefix = r.filter().and_then(|f| f.prefix()).unwrap_or_default().to_owned();
+                let days = r.expiration().and_then(|e| e.days()).unwrap_or_default();
+                (r.id().unwrap_or_default().to_owned(), prefix, days)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        summary(rules.rules().await.unwrap()),
+        vec![
+            (
+                "claimcheck-default-billing-hot".to_owned(),
+                "billing/v0/ns/default/".to_owned(),
+                17
+            ),
+            ("keep-me".to_owned(), "other/".to_owned(), 7),
+        ],
+        "14d run timeout + 2d retention + 1d grace = 17 days, beside the bucket's own rule"
+    );
+
+    // A second policy on the same prefix is reported, not merged.
+    api.create(
+        &PostParams::default(),
+        &managed_policy("billing-copy", &cluster, &server),
+    )
+    .await
+    .unwrap();
+    let (copy, _) = until_named(&api, "billing-copy", "conflict reported", |p| ready(p, "False")).await;
+    let conflict = condition(&copy, "LifecycleConfigured").unwrap();
+    assert!(
+        conflict.message.contains("claimcheck-default-billing-hot"),
+        "{}",
+        conflict.message
+    );
+    api.delete("billing-copy", &Default::default()).await.unwrap();
+
+    // Deleting the policy removes its rule only; the objects stay.
+    api.delete("billing", &Default::default()).await.unwrap();
+    let gone = async {
+        while api.get_opt("billing").await.unwrap().is_some()
+            || api.get_opt("billing-copy").await.unwrap().is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("the policies are deleted");
+    assert_eq!(
+        summary(rules.rules().await.unwrap()),
+        vec![("keep-me".to_owned(), "other/".to_owned(), 7)]
+    );
+    assert!(
+        object_store::ObjectStoreExt::head(&objects, &object)
+            .await
+            .is_ok(),
+        "objects are never deleted"
+    );
     controller.abort();
 }

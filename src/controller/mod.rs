@@ -1,10 +1,11 @@
 //! The controller: turns each PayloadStoragePolicy into a rendered proxy configuration, an
 //! effective TTL and a proven store, and says so in the policy's status.
 //!
-//! Bucket lifecycle rules are computed (the TTL) but not yet installed; the
-//! LifecycleConfigured condition says so and what rule to install.
+//! Bucket lifecycle rules are installed for S3 drivers; for the other stores the
+//! LifecycleConfigured condition says what rule to install.
 
 mod render;
+mod rules;
 mod status;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub enum Error {
     Render(#[from] serde_yaml::Error),
     #[error("the policy has no namespace")]
     NoNamespace,
+    #[error("cannot remove the bucket rule: {0}")]
+    Rules(String),
 }
 
 /// What every reconciliation shares.
@@ -80,12 +83,26 @@ pub async fn reconcile(policy: Arc<PayloadStoragePolicy>, ctx: Arc<Context>) -> 
     finalizer(&api, FINALIZER, policy, |event| async {
         match event {
             Event::Apply(policy) => apply(&policy, &ctx).await,
-            // No bucket rule is installed yet, so there is nothing to remove; the data stays.
-            Event::Cleanup(_) => Ok(Action::await_change()),
+            Event::Cleanup(policy) => cleanup(&policy, &ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// Removes the policy's bucket rules; the objects stay. A policy whose credentials are gone
+/// cannot reach its bucket: its rule stays (it only expires objects) and deletion goes on.
+async fn cleanup(policy: &PayloadStoragePolicy, ctx: &Context) -> Result<Action, Error> {
+    let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
+    match drivers(&policy.spec, &namespace, ctx).await {
+        Ok(drivers) => rules::remove(&drivers, &namespace, &policy.name_any())
+            .await
+            .map_err(Error::Rules)?,
+        Err(verdict) => {
+            tracing::warn!(reason = %verdict.message, "cannot reach the bucket to remove the policy's rule")
+        }
+    }
+    Ok(Action::await_change())
 }
 
 fn error_policy(_: Arc<PayloadStoragePolicy>, error: &Error, _: Arc<Context>) -> Action {
@@ -96,7 +113,7 @@ fn error_policy(_: Arc<PayloadStoragePolicy>, error: &Error, _: Arc<Context>) ->
 async fn apply(policy: &PayloadStoragePolicy, ctx: &Context) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
     apply_config_map(policy, &namespace, ctx).await?;
-    let evaluation = evaluate(&policy.spec, &namespace, ctx).await;
+    let evaluation = evaluate(&policy.spec, &namespace, &policy.name_any(), ctx).await;
     write_status(policy, &namespace, &evaluation, ctx).await?;
     let interval = parse_duration(&policy.spec.probe.interval).unwrap_or(Duration::from_secs(300));
     Ok(Action::requeue(if evaluation.ready() {
@@ -149,16 +166,21 @@ impl Evaluation {
     }
 }
 
-async fn evaluate(spec: &PayloadStoragePolicySpec, namespace: &str, ctx: &Context) -> Evaluation {
+async fn evaluate(
+    spec: &PayloadStoragePolicySpec,
+    namespace: &str,
+    policy: &str,
+    ctx: &Context,
+) -> Evaluation {
     let ttl = ttl(spec, namespace, ctx).await;
-    let (storage, probe) = match tiers(spec, namespace, ctx).await {
-        Ok(tiers) => probe(spec, tiers).await,
-        Err(verdict) => (verdict, None),
+    let drivers = drivers(spec, namespace, ctx).await;
+    let (storage, probe) = match &drivers {
+        Ok(drivers) => probe(spec, drivers.iter().map(|d| d.tier.clone()).collect()).await,
+        Err(verdict) => (verdict.clone(), None),
     };
-    let stalled =
-        storage.reason == "InvalidDriver" || ttl.as_ref().is_err_and(|v| v.reason == "InvalidDuration");
-    let lifecycle = match (&ttl, spec.lifecycle.manage) {
-        (Ok(ttl), false) => Verdict::new(
+    let lifecycle = match (&ttl, &drivers, spec.lifecycle.manage) {
+        (Err(verdict), _, _) => verdict.clone(),
+        (Ok(ttl), _, false) => Verdict::new(
             LIFECYCLE_CONFIGURED,
             true,
             "NotManaged",
@@ -167,38 +189,31 @@ async fn evaluate(spec: &PayloadStoragePolicySpec, namespace: &str, ctx: &Contex
                 ttl.days
             ),
         ),
-        (Ok(ttl), true) => Verdict::new(
+        (Ok(ttl), Ok(drivers), true) => {
+            rules::apply(drivers, ttl, &spec.temporal.namespace, namespace, policy).await
+        }
+        (Ok(_), Err(verdict), true) => Verdict::new(
             LIFECYCLE_CONFIGURED,
             false,
-            "RuleNotInstalled",
-            format!(
-                "this version computes the TTL but does not install bucket rules yet: expire objects under the drivers' prefixes after {} days",
-                ttl.days
-            ),
+            verdict.reason.clone(),
+            verdict.message.clone(),
         ),
-        (Err(verdict), _) => verdict.clone(),
     };
-    let ready = match (&storage, &ttl) {
-        (s, Ok(_)) if s.ok => Verdict::new(
+    let blocking = [&storage, &lifecycle].into_iter().find(|v| !v.ok).cloned();
+    let ready = match &blocking {
+        None => Verdict::new(
             READY,
             true,
             "Verified",
-            "the round-trip probe passed and the TTL is known",
+            "the round-trip probe passed and the objects' lifetime is set",
         ),
-        (s, _) if !s.ok => Verdict::new(READY, false, s.reason.clone(), s.message.clone()),
-        (_, Err(t)) => Verdict::new(READY, false, t.reason.clone(), t.message.clone()),
-        _ => Verdict::new(READY, false, "Unknown", ""),
+        Some(v) => Verdict::new(READY, false, v.reason.clone(), v.message.clone()),
     };
-    let stalled = Verdict::new(
-        STALLED,
-        stalled,
-        if stalled { "SpecInvalid" } else { "Progressing" },
-        if stalled {
-            ready.message.clone()
-        } else {
-            String::new()
-        },
-    );
+    let spec_error = ["InvalidDriver", "InvalidDuration"].contains(&ready.reason.as_str());
+    let stalled = match spec_error {
+        true => Verdict::new(STALLED, true, "SpecInvalid", ready.message.clone()),
+        false => Verdict::new(STALLED, false, "Progressing", ""),
+    };
     let reconciling = Verdict::new(RECONCILING, false, "Reconciled", "");
     Evaluation {
         verdicts: vec![ready, reconciling, stalled, storage, lifecycle],
@@ -289,14 +304,22 @@ async fn secret_data(
     }
 }
 
+/// A driver of the policy, opened with its credentials.
+pub(crate) struct OpenDriver {
+    pub name: String,
+    /// The driver's configuration, credentials included: never rendered anywhere.
+    pub config: crate::config::DriverConfig,
+    pub tier: Tier,
+}
+
 /// The drivers, with their credentials: a Secret's keys are the environment variables the
 /// store clients read (AWS_ACCESS_KEY_ID, ...), which are also their option names, lower-cased.
-async fn tiers(
+async fn drivers(
     spec: &PayloadStoragePolicySpec,
     namespace: &str,
     ctx: &Context,
-) -> Result<Vec<Tier>, Verdict> {
-    let mut tiers = Vec::with_capacity(spec.drivers.len());
+) -> Result<Vec<OpenDriver>, Verdict> {
+    let mut drivers = Vec::with_capacity(spec.drivers.len());
     for driver in &spec.drivers {
         let mut config = driver.proxy_driver();
         if let Some(secret) = &driver.credentials_secret_ref {
@@ -314,12 +337,17 @@ async fn tiers(
                 format!("driver {}: {e}", driver.name),
             )
         })?;
-        tiers.push(Tier {
+        let tier = Tier {
             driver: opened,
             min_bytes: config.min_bytes,
+        };
+        drivers.push(OpenDriver {
+            name: driver.name.clone(),
+            config,
+            tier,
         });
     }
-    Ok(tiers)
+    Ok(drivers)
 }
 
 async fn probe(spec: &PayloadStoragePolicySpec, tiers: Vec<Tier>) -> (Verdict, Option<ProbeReport>) {

@@ -87,6 +87,11 @@ impl Driver {
         &self.prefix
     }
 
+    /// The bucket or container, for cloud stores.
+    pub fn bucket(&self) -> Option<&str> {
+        self.bucket.as_deref()
+    }
+
     /// The human-readable name of an object of this store, used in every error.
     pub fn object_name(&self, key: &str) -> String {
         format!("{}{key}", self.location)
