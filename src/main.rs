@@ -37,6 +37,8 @@ enum Command {
     Controller,
     /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
     Crd,
+    /// Print the ClusterRole the controller needs (YAML).
+    Rbac,
     /// Prove a policy's stores with a round trip: a small payload stays inline, a large
     /// one is offloaded, both come back with the same size and SHA-256.
     Probe(ProbeArgs),
@@ -195,6 +197,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Crd => {
                 print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
+                Ok(())
+            }
+            Command::Rbac => {
+                print!(
+                    "{}",
+                    serde_yaml::to_string(&claimcheck::controller::cluster_role())?
+                );
                 Ok(())
             }
             Command::Probe(args) => probe(args).await,

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use claimcheck::config::ProxyConfig;
+use claimcheck::controller::CLUSTER_ROLE;
 use claimcheck::controller::{CONFIG_KEY, config_map_name};
 use claimcheck::policy::PayloadStoragePolicy;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -100,7 +102,34 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let server = DevServer::start().await;
     let client = cluster.kube().await;
     install_crd(&client).await;
-    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+    // The controller runs with exactly the ClusterRole of deploy/rbac.yaml, nothing more.
+    let role = claimcheck::controller::cluster_role();
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some("claimcheck-controller".into()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: CLUSTER_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "claimcheck-controller".into(),
+            ..Subject::default()
+        }]),
+    };
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let controller_client = cluster.kube_as("claimcheck-controller").await;
+    let controller = tokio::spawn(claimcheck::controller::run(controller_client));
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let good = cluster.user_env(Store::S3);

@@ -4,6 +4,7 @@
 //! Bucket lifecycle rules are installed for S3 drivers; for the other stores the
 //! LifecycleConfigured condition says what rule to install.
 
+mod rbac;
 mod render;
 mod rules;
 mod status;
@@ -29,6 +30,7 @@ use crate::proxy::UpstreamTls;
 use crate::transform::Tier;
 use status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED, Verdict};
 
+pub use rbac::{CLUSTER_ROLE, cluster_role};
 pub use render::{CONFIG_KEY, config_map_data, proxy_config};
 
 const MANAGER: &str = "claimcheck-controller";

@@ -55,15 +55,91 @@ impl Cluster {
     }
 
     pub async fn kube(&self) -> kube::Client {
-        claimcheck::tls::install_crypto_provider();
         let kubeconfig = kube::config::Kubeconfig::read_from(self.var("KUBECONFIG")).expect("kubeconfig");
-        let options = kube::config::KubeConfigOptions::default();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .expect("config");
-        kube::Client::try_from(config).expect("client")
+        client(kubeconfig).await
     }
 
+    /// A client authenticated as `user` by a certificate of the cluster's client CA: it may
+    /// do nothing until an RBAC binding grants it something.
+    pub async fn kube_as(&self, user: &str) -> kube::Client {
+        let dir = self.dir().join(format!("user-{user}"));
+        std::fs::create_dir_all(&dir).expect("user dir");
+        let (key, csr, cert) = (dir.join("tls.key"), dir.join("tls.csr"), dir.join("tls.crt"));
+        // Extensions make it an X.509 v3 certificate: rustls refuses v1 ones.
+        let extensions = dir.join("client.ext");
+        std::fs::write(
+            &extensions,
+            "keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("ext file");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let path = |p: &Path| p.display().to_string();
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &path(&key),
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &path(&key),
+            "-subj",
+            &format!("/CN={user}"),
+            "-out",
+            &path(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &path(&csr),
+            "-CA",
+            self.var("CLIENT_CA_CERT_FILE"),
+            "-CAkey",
+            self.var("CLIENT_CA_KEY_FILE"),
+            "-CAcreateserial",
+            "-extfile",
+            &path(&extensions),
+            "-days",
+            "1",
+            "-out",
+            &path(&cert),
+        ]);
+        let mut kubeconfig = kube::config::Kubeconfig::read_from(self.var("KUBECONFIG")).expect("kubeconfig");
+        for named in &mut kubeconfig.auth_infos {
+            if let Some(auth) = named.auth_info.as_mut() {
+                auth.client_certificate_data = None;
+                auth.client_key_data = None;
+                auth.client_certificate = Some(path(&cert));
+                auth.client_key = Some(path(&key));
+            }
+        }
+        client(kubeconfig).await
+    }
+}
+
+async fn client(kubeconfig: kube::config::Kubeconfig) -> kube::Client {
+    claimcheck::tls::install_crypto_provider();
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+impl Cluster {
     /// What a user would export to point claimcheck at this store.
     pub fn user_env(&self, store: Store) -> BTreeMap<String, String> {
         let pairs: Vec<(&str, String)> = match store {
