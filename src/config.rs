@@ -54,6 +54,10 @@ pub struct DriverConfig {
     /// Credentials belong in the environment, not here.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// For a `file://` store, which has no bucket rules: the proxy deletes what it wrote
+    /// under this driver's prefix once it is this many days old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after_days: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

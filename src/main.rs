@@ -114,6 +114,7 @@ impl ProxyArgs {
                 prefix: self.prefix,
                 min_bytes: 0,
                 options,
+                expire_after_days: None,
             }];
         }
         if let Some(v) = self.threshold_bytes {

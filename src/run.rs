@@ -43,6 +43,12 @@ impl BoundProxy {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        for (tier, driver) in tiers.iter().zip(&config.drivers) {
+            if let Some(days) = driver.expire_after_days {
+                let ttl = std::time::Duration::from_secs(days.saturating_mul(86_400));
+                tokio::spawn(crate::lifecycle::janitor::run(tier.driver.clone(), ttl));
+            }
+        }
         let settings = Settings {
             threshold_bytes: config.threshold_bytes,
             parallelism: config.limits.parallelism,

@@ -387,3 +387,42 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     );
     controller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_store_is_expired_by_the_sidecars_janitor() {
+    let cluster = Cluster::up("kube");
+    let server = DevServer::start().await;
+    let client = cluster.kube().await;
+    install_crd(&client).await;
+    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+    let store = tempfile::tempdir().unwrap();
+    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": "billing", "namespace": "default"},
+        "spec": {
+            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+            "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
+            "lifecycle": {"maxWorkflowRunTimeout": "1d", "retention": "1d", "grace": "12h", "manage": true},
+        }
+    }))
+    .unwrap();
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &policy).await.unwrap();
+    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    let lifecycle = condition(&policy, "LifecycleConfigured").unwrap();
+    assert_eq!(lifecycle.reason, "RuleInstalled");
+    assert!(
+        lifecycle.message.contains("after 3 days (the sidecar's janitor)"),
+        "{}",
+        lifecycle.message
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let config_map = config_maps.get(&config_map_name("billing")).await.unwrap();
+    let proxy: ProxyConfig = serde_yaml::from_str(&config_map.data.unwrap()[CONFIG_KEY]).unwrap();
+    assert_eq!(
+        proxy.drivers[0].expire_after_days,
+        Some(3),
+        "1d + 1d + 12h, rounded up"
+    );
+    controller.abort();
+}

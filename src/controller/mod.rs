@@ -114,8 +114,13 @@ fn error_policy(_: Arc<PayloadStoragePolicy>, error: &Error, _: Arc<Context>) ->
 
 async fn apply(policy: &PayloadStoragePolicy, ctx: &Context) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
-    apply_config_map(policy, &namespace, ctx).await?;
     let evaluation = evaluate(&policy.spec, &namespace, &policy.name_any(), ctx).await;
+    let janitor_days = evaluation
+        .ttl
+        .as_ref()
+        .filter(|_| policy.spec.lifecycle.manage)
+        .map(|t| t.days);
+    apply_config_map(policy, &namespace, janitor_days, ctx).await?;
     write_status(policy, &namespace, &evaluation, ctx).await?;
     let interval = parse_duration(&policy.spec.probe.interval).unwrap_or(Duration::from_secs(300));
     Ok(Action::requeue(if evaluation.ready() {
@@ -128,6 +133,7 @@ async fn apply(policy: &PayloadStoragePolicy, ctx: &Context) -> Result<Action, E
 async fn apply_config_map(
     policy: &PayloadStoragePolicy,
     namespace: &str,
+    janitor_days: Option<u64>,
     ctx: &Context,
 ) -> Result<(), Error> {
     let name = config_map_name(&policy.name_any());
@@ -142,7 +148,7 @@ async fn apply_config_map(
             )])),
             ..ObjectMeta::default()
         },
-        data: Some(config_map_data(&policy.spec)?),
+        data: Some(config_map_data(&policy.spec, janitor_days)?),
         ..ConfigMap::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);

@@ -15,7 +15,9 @@ pub const TLS_MOUNT: &str = "/etc/claimcheck/temporal-tls";
 pub const SIDECAR_PORT: u16 = 7233;
 const METRICS_PORT: u16 = 9090;
 
-pub fn proxy_config(spec: &PayloadStoragePolicySpec) -> ProxyConfig {
+/// `janitor_days`: the TTL the sidecar enforces itself on `file://` drivers, which have no
+/// bucket rules (set when the policy manages lifecycle and the TTL is known).
+pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) -> ProxyConfig {
     let tls = spec.temporal.tls.as_ref().map(|tls| TlsFiles {
         ca_file: Some(PathBuf::from(TLS_MOUNT).join("ca.crt")),
         cert_file: Some(PathBuf::from(TLS_MOUNT).join("tls.crt")),
@@ -31,16 +33,28 @@ pub fn proxy_config(spec: &PayloadStoragePolicySpec) -> ProxyConfig {
             tls,
         },
         threshold_bytes: u64::try_from(spec.threshold_bytes).unwrap_or(0),
-        drivers: spec.drivers.iter().map(|d| d.proxy_driver()).collect(),
+        drivers: spec
+            .drivers
+            .iter()
+            .map(|d| {
+                let mut driver = d.proxy_driver();
+                if driver.url.starts_with("file://") {
+                    driver.expire_after_days = janitor_days;
+                }
+                driver
+            })
+            .collect(),
         ..ProxyConfig::default()
     }
 }
 
 pub fn config_map_data(
     spec: &PayloadStoragePolicySpec,
+    janitor_days: Option<u64>,
 ) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
+    let config = proxy_config(spec, janitor_days);
     Ok(BTreeMap::from([(
         CONFIG_KEY.to_owned(),
-        serde_yaml::to_string(&proxy_config(spec))?,
+        serde_yaml::to_string(&config)?,
     )]))
 }

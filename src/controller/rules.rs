@@ -1,7 +1,8 @@
 //! The bucket rules of a policy: one expiry rule per S3 driver, under the prefix the
-//! policy's Temporal namespace writes to.
+//! policy's Temporal namespace writes to; `file://` drivers are expired by the sidecar's
+//! janitor, configured through the rendered proxy configuration.
 
-use crate::driver::S3;
+use crate::driver::{FILE, S3};
 use crate::lifecycle::{ExpiryRule, RULE_PREFIX, S3Rules, Ttl};
 use crate::reference::namespace_scope;
 
@@ -33,6 +34,13 @@ pub async fn apply(
     for driver in drivers {
         let prefix = namespace_scope(driver.tier.driver.prefix(), temporal_namespace);
         let location = driver.tier.driver.object_name(&prefix);
+        if driver.tier.driver.name() == FILE.name {
+            installed.push(format!(
+                "{location} after {} days (the sidecar's janitor)",
+                ttl.days
+            ));
+            continue;
+        }
         let Some(rules) = s3_rules(driver) else {
             by_hand.push(location);
             continue;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -155,7 +156,24 @@ impl Driver {
         }
     }
 
-    /// Removes an object; the probe cleans up after itself with this, nothing else deletes.
+    /// Keys this driver wrote (under its prefix) whose last write is before `cutoff`.
+    pub async fn written_before(&self, cutoff: std::time::SystemTime) -> Result<Vec<String>, StoreError> {
+        let scope = format!("{}v0/", self.prefix);
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&Path::from(scope.as_str())))
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(&scope, e))?;
+        let cutoff = chrono_free_utc(cutoff);
+        Ok(listed
+            .into_iter()
+            .filter(|m| m.last_modified.timestamp() < cutoff)
+            .map(|m| m.location.to_string())
+            .collect())
+    }
+
+    /// Removes an object: the probe after itself, the janitor for expired objects.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         self.check_root(key).await?;
@@ -211,6 +229,12 @@ impl Driver {
             },
         }
     }
+}
+
+/// Seconds since the Unix epoch, as object_store's `last_modified` counts them.
+fn chrono_free_utc(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// One line for a status message, a log line and a workflow's history: the store client's

@@ -1,6 +1,7 @@
 //! How long stored payloads live: the TTL arithmetic (here), and the bucket rules that
 //! enforce it (with the operator).
 
+pub mod janitor;
 mod s3;
 mod ttl;
 

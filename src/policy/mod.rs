@@ -244,6 +244,7 @@ impl DriverSpec {
             prefix: String::new(),
             min_bytes: u64::try_from(self.min_bytes).unwrap_or(0),
             options: self.options.clone(),
+            expire_after_days: None,
         }
     }
 }
