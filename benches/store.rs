@@ -24,6 +24,7 @@ use temporalio_protos::temporal::api::workflowservice::v1::{
 
 const MIB: usize = 1 << 20;
 const SIZE: usize = 100 * MIB;
+const ROUNDS: usize = 3;
 const START: &str = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 const HISTORY: &str = "/temporal.api.workflowservice.v1.WorkflowService/GetWorkflowExecutionHistory";
 
@@ -139,31 +140,39 @@ fn main() {
         let raw = cluster.object_store(Store::S3);
         let raw_path = Path::from("bench-raw/object");
 
-        // Raw put and get of the same bytes the proxy stores (the serialized payload).
-        let (put, raw_put) = timed(raw.put(&raw_path, PutPayload::from(stored.clone()))).await;
-        put.expect("raw put");
-        let (got, raw_get) = timed(async { raw.get(&raw_path).await?.bytes().await }).await;
-        assert_eq!(got.expect("raw get").len(), stored.len());
-
         let offloader = Proxy::start(&cluster, server.port, dir.path(), "offload");
-        let request = start_request("bench-100mib", payload);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let idle = offloader.peak_rss();
-        let (reply, offload) = timed(unary(&channel(offloader.port), START, &request, &[])).await;
-        let reply = reply.expect("a gRPC answer");
-        assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
-        let offload_peak = offloader.peak_rss();
-        drop(request);
-
         let fetcher = Proxy::start(&cluster, server.port, dir.path(), "fetch");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (reply, fetch) = timed(unary(&channel(fetcher.port), HISTORY, &history_request("bench-100mib"), &[])).await;
-        let reply = reply.expect("a gRPC answer");
-        assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
-        assert!(reply.message.expect("a history").len() > SIZE, "the payload is put back");
-        let fetch_peak = fetcher.peak_rss();
+        let idle = offloader.peak_rss();
+        // Raw and proxied, alternating, best of each: MinIO's own speed on two shared cores
+        // varies from one run to the next by more than the difference measured.
+        let (mut raw_put, mut raw_get, mut offload, mut fetch) = (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+        for round in 0..ROUNDS {
+            // Raw put and get of the same bytes the proxy stores (the serialized payload).
+            let (put, took) = timed(raw.put(&raw_path, PutPayload::from(stored.clone()))).await;
+            put.expect("raw put");
+            raw_put = raw_put.min(took);
+            let (got, took) = timed(async { raw.get(&raw_path).await?.bytes().await }).await;
+            assert_eq!(got.expect("raw get").len(), stored.len());
+            raw_get = raw_get.min(took);
 
-        println!("store: 100 MiB payload on MinIO (S3 API), one run");
+            let workflow_id = format!("bench-100mib-{round}");
+            let request = start_request(&workflow_id, payload.clone());
+            let (reply, took) = timed(unary(&channel(offloader.port), START, &request, &[])).await;
+            let reply = reply.expect("a gRPC answer");
+            assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
+            offload = offload.min(took);
+            drop(request);
+
+            let (reply, took) = timed(unary(&channel(fetcher.port), HISTORY, &history_request(&workflow_id), &[])).await;
+            let reply = reply.expect("a gRPC answer");
+            assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
+            assert!(reply.message.expect("a history").len() > SIZE, "the payload is put back");
+            fetch = fetch.min(took);
+        }
+        let (offload_peak, fetch_peak) = (offloader.peak_rss(), fetcher.peak_rss());
+
+        println!("store: 100 MiB payload on MinIO (S3 API), best of {ROUNDS} alternating rounds");
         println!("  raw object_store put   {:>8.1} MiB/s", mib_per_s(raw_put));
         println!("  offload via proxy      {:>8.1} MiB/s   ratio {:.2} (target >= 0.9)", mib_per_s(offload), raw_put.as_secs_f64() / offload.as_secs_f64());
         println!("  raw object_store get   {:>8.1} MiB/s", mib_per_s(raw_get));
