@@ -33,8 +33,9 @@ struct Cli {
 enum Command {
     /// Run the payload proxy between Temporal workers and the frontend.
     Proxy(Box<ProxyArgs>),
-    /// Run the operator's controller (in the cluster, or against the current kubeconfig).
-    Controller,
+    /// Run the operator's controller (in the cluster, or against the current kubeconfig);
+    /// replicas elect a leader by Lease.
+    Controller(ControllerArgs),
     /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
     Crd,
     /// Print the ClusterRole the controller needs (YAML).
@@ -42,6 +43,19 @@ enum Command {
     /// Prove a policy's stores with a round trip: a small payload stays inline, a large
     /// one is offloaded, both come back with the same size and SHA-256.
     Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    /// The operator's namespace, where the Lease lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "claimcheck-system")]
+    namespace: String,
+    /// This replica's unique name.
+    #[arg(long, env = "POD_NAME")]
+    identity: String,
+    /// How long a leader's Lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
 }
 
 #[derive(Args)]
@@ -192,8 +206,13 @@ fn main() -> anyhow::Result<()> {
                 let config = args.into_config()?;
                 BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
             }
-            Command::Controller => {
-                claimcheck::controller::run(kube::Client::try_default().await?).await;
+            Command::Controller(args) => {
+                let election = claimcheck::controller::Election {
+                    namespace: args.namespace,
+                    identity: args.identity,
+                    lease_duration: std::time::Duration::from_secs(args.lease_seconds),
+                };
+                claimcheck::controller::run_elected(kube::Client::try_default().await?, election).await?;
                 Ok(())
             }
             Command::Crd => {

@@ -129,7 +129,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .await
         .unwrap();
     let controller_client = cluster.kube_as("claimcheck-controller").await;
-    let controller = tokio::spawn(claimcheck::controller::run(controller_client));
+    let controller = tokio::spawn(claimcheck::controller::run(controller_client, "test"));
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let good = cluster.user_env(Store::S3);
@@ -286,7 +286,7 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     let server = DevServer::start().await;
     let client = cluster.kube().await;
     install_crd(&client).await;
-    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+    let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
     let env = cluster.user_env(Store::S3);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     secrets
@@ -394,7 +394,7 @@ async fn a_file_store_is_expired_by_the_sidecars_janitor() {
     let server = DevServer::start().await;
     let client = cluster.kube().await;
     install_crd(&client).await;
-    let controller = tokio::spawn(claimcheck::controller::run(client.clone()));
+    let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
     let store = tempfile::tempdir().unwrap();
     let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
         "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
@@ -425,4 +425,84 @@ async fn a_file_store_is_expired_by_the_sidecars_janitor() {
         "1d + 1d + 12h, rounded up"
     );
     controller.abort();
+}
+
+/// The replicas whose field manager owns part of the policy's status.
+fn status_writers(policy: &PayloadStoragePolicy) -> Vec<String> {
+    let entries = policy.metadata.managed_fields.iter().flatten();
+    let mut writers: Vec<String> = entries
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    writers.sort();
+    writers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_leads_and_another_takes_over_within_the_lease() {
+    use claimcheck::controller::{Election, run_elected};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cluster = Cluster::up("kube");
+    let server = DevServer::start().await;
+    let client = cluster.kube().await;
+    install_crd(&client).await;
+    let lease_duration = Duration::from_secs(4);
+    let election = |identity: &str| Election {
+        namespace: "default".into(),
+        identity: identity.into(),
+        lease_duration,
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let holder = || async {
+        let lease = leases.get_opt("claimcheck-controller").await.unwrap();
+        lease.and_then(|l| l.spec?.holder_identity)
+    };
+    let a = tokio::spawn(run_elected(client.clone(), election("replica-a")));
+    let started = Instant::now();
+    while holder().await.as_deref() != Some("replica-a") {
+        assert!(started.elapsed() < WAIT, "replica-a never took the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = tokio::spawn(run_elected(client.clone(), election("replica-b")));
+
+    let store = tempfile::tempdir().unwrap();
+    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": "billing", "namespace": "default"},
+        "spec": {
+            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+            "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
+            "lifecycle": {"retention": "1d", "manage": false},
+        }
+    }))
+    .unwrap();
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &policy).await.unwrap();
+    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    assert_eq!(
+        status_writers(&policy),
+        vec!["claimcheck-controller-replica-a"],
+        "only the leader writes status"
+    );
+
+    // The leader dies; a spec change must be reconciled by the other replica.
+    a.abort();
+    let killed = Instant::now();
+    let patch = serde_json::json!({"spec": {"thresholdBytes": 524288}});
+    api.patch(
+        "billing",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let (policy, _) = until(&api, "Ready for the new generation", |p| ready(p, "True")).await;
+    let handover = killed.elapsed();
+    println!("handover after the leader died: {handover:?} (lease {lease_duration:?})");
+    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    // B now writes status; A keeps co-owning the fields B re-applied with the same values
+    // (that is how server-side apply records shared ownership), but A is gone.
+    assert!(status_writers(&policy).contains(&"claimcheck-controller-replica-b".to_owned()));
+    assert!(handover < lease_duration * 2, "handover took {handover:?}");
+    b.abort();
 }

@@ -4,6 +4,7 @@
 //! Bucket lifecycle rules are installed for S3 drivers; for the other stores the
 //! LifecycleConfigured condition says what rule to install.
 
+mod leader;
 mod rbac;
 mod render;
 mod rules;
@@ -30,9 +31,11 @@ use crate::proxy::UpstreamTls;
 use crate::transform::Tier;
 use status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED, Verdict};
 
+pub use leader::{Election, run as run_elected};
 pub use rbac::{CLUSTER_ROLE, cluster_role};
 pub use render::{CONFIG_KEY, config_map_data, proxy_config};
 
+/// The field manager of everything the controller applies, followed by the replica's name.
 const MANAGER: &str = "claimcheck-controller";
 const FINALIZER: &str = "claimcheck.dev/lifecycle-rule";
 /// How soon a policy that is not Ready is looked at again.
@@ -55,6 +58,9 @@ pub enum Error {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
+    /// The field manager of this replica's server-side applies: status and ConfigMaps show
+    /// which replica wrote them.
+    pub manager: String,
 }
 
 /// The name of the ConfigMap that holds a policy's proxy configuration.
@@ -62,11 +68,15 @@ pub fn config_map_name(policy: &str) -> String {
     format!("{policy}-claimcheck-proxy")
 }
 
-/// Runs the controller until SIGTERM or SIGINT.
-pub async fn run(client: Client) {
+/// Runs the controller until SIGTERM or SIGINT, as replica `identity`. With several
+/// replicas, run it through [`run_elected`] so that only one reconciles.
+pub async fn run(client: Client, identity: &str) {
     let policies = Api::<PayloadStoragePolicy>::all(client.clone());
     let config_maps = Api::<ConfigMap>::all(client.clone());
-    let context = Arc::new(Context { client });
+    let context = Arc::new(Context {
+        client,
+        manager: format!("{MANAGER}-{identity}"),
+    });
     Controller::new(policies, watcher::Config::default())
         .owns(config_maps, watcher::Config::default())
         .shutdown_on_signal()
@@ -154,7 +164,7 @@ async fn apply_config_map(
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
         &name,
-        &PatchParams::apply(MANAGER).force(),
+        &PatchParams::apply(&ctx.manager).force(),
         &Patch::Apply(&config_map),
     )
     .await?;
@@ -405,7 +415,7 @@ async fn write_status(
     let api: Api<PayloadStoragePolicy> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch_status(
         &policy.name_any(),
-        &PatchParams::apply(MANAGER).force(),
+        &PatchParams::apply(&ctx.manager).force(),
         &Patch::Apply(status),
     )
     .await?;

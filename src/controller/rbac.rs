@@ -37,6 +37,12 @@ pub fn cluster_role() -> ClusterRole {
             rule("", "configmaps", &["get", "list", "watch", "create", "patch"]),
             // Driver credentials and Temporal TLS, read by name only.
             rule("", "secrets", &["get"]),
+            // Leader election.
+            rule(
+                "coordination.k8s.io",
+                "leases",
+                &["get", "list", "watch", "create", "patch", "update"],
+            ),
         ]),
         ..ClusterRole::default()
     }
