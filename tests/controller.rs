@@ -196,13 +196,15 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         policy.uid().unwrap(),
         "owned by the policy"
     );
-    let proxy: ProxyConfig = serde_yaml::from_str(&config_map.data.unwrap()[CONFIG_KEY]).unwrap();
+    let rendered = config_map.data.unwrap()[CONFIG_KEY].clone();
+    let proxy: ProxyConfig = serde_yaml::from_str(&rendered).unwrap();
     assert_eq!(proxy.threshold_bytes, 262_144);
     assert_eq!(proxy.drivers[0].url, cluster.url(Store::S3, "billing/"));
     assert!(
         proxy.drivers[0].options.is_empty(),
         "credentials never enter the ConfigMap"
     );
+    sidecar_passes_the_3_mib_scenario(&rendered, &good, server.port);
 
     // Wrong credentials: Ready turns False within a probe interval, naming the cause.
     let mut wrong = good.clone();
@@ -505,4 +507,46 @@ async fn one_replica_leads_and_another_takes_over_within_the_lease() {
     assert!(status_writers(&policy).contains(&"claimcheck-controller-replica-b".to_owned()));
     assert!(handover < lease_duration * 2, "handover took {handover:?}");
     b.abort();
+}
+
+/// Starts the real proxy from the rendered file, unchanged, with the credential Secret as its
+/// environment (as the sidecar gets both), and runs the 3 MiB activity-result scenario of
+/// tests/e2e through it with the real Python SDK.
+fn sidecar_passes_the_3_mib_scenario(
+    rendered: &str,
+    secret_env: &BTreeMap<String, String>,
+    server_port: u16,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_KEY);
+    std::fs::write(&file, rendered).unwrap();
+    let bin = env!("CARGO_BIN_EXE_claimcheck");
+    let args = ["proxy".to_owned(), "-c".to_owned(), file.display().to_string()];
+    let _proxy = support::spawn_with_env(bin, &args, secret_env);
+    let sidecar = format!("127.0.0.1:{}", claimcheck::controller::SIDECAR_PORT);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&sidecar).is_err() {
+        assert!(started.elapsed() < WAIT, "the proxy did not listen on {sidecar}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cli = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI");
+    let venv_python = std::path::Path::new(&cli).with_file_name("python");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/scenario.py");
+    let out = std::process::Command::new(venv_python)
+        .args([
+            scenario,
+            "--proxy",
+            &sidecar,
+            "--server",
+            &format!("127.0.0.1:{server_port}"),
+        ])
+        .output()
+        .expect("the scenario runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("passed"), "{report}");
 }

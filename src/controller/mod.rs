@@ -33,7 +33,7 @@ use status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED
 
 pub use leader::{Election, run as run_elected};
 pub use rbac::{CLUSTER_ROLE, cluster_role};
-pub use render::{CONFIG_KEY, config_map_data, proxy_config};
+pub use render::{CONFIG_KEY, SIDECAR_PORT, config_map_data, proxy_config};
 
 /// The field manager of everything the controller applies, followed by the replica's name.
 const MANAGER: &str = "claimcheck-controller";
