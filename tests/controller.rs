@@ -37,6 +37,28 @@ async fn install_crd(client: &Client) {
         .expect("watch");
 }
 
+/// The servers a controller scenario needs, the CRD installed: the API server and etcd (and
+/// the stores named), and a Temporal dev server for `retention: auto`.
+async fn servers(groups: &str) -> (Cluster, DevServer, Client) {
+    let cluster = Cluster::up(groups);
+    let server = DevServer::start().await;
+    let client = cluster.kube().await;
+    install_crd(&client).await;
+    (cluster, server, client)
+}
+
+/// A policy in namespace `default` for the dev server's `default` namespace.
+fn policy(name: &str, server: &DevServer, spec: serde_json::Value) -> PayloadStoragePolicy {
+    let mut spec = spec;
+    spec["temporal"] =
+        serde_json::json!({"address": format!("127.0.0.1:{}", server.port), "namespace": "default"});
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec,
+    }))
+    .expect("a policy")
+}
+
 fn secret(env: &BTreeMap<String, String>) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -98,10 +120,7 @@ fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
-    let cluster = Cluster::up("kube,s3");
-    let server = DevServer::start().await;
-    let client = cluster.kube().await;
-    install_crd(&client).await;
+    let (cluster, server, client) = servers("kube,s3").await;
     // The controller runs with exactly the ClusterRole of deploy/rbac.yaml, nothing more.
     let role = claimcheck::controller::cluster_role();
     Api::<ClusterRole>::all(client.clone())
@@ -137,17 +156,15 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .create(&PostParams::default(), &secret(&good))
         .await
         .unwrap();
-    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": "billing", "namespace": "default"},
-        "spec": {
-            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+    let policy: PayloadStoragePolicy = policy(
+        "billing",
+        &server,
+        serde_json::json!({
             "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
             "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "auto", "grace": "1d", "manage": false},
             "probe": {"interval": "2s", "largeBytes": 3145728},
-        }
-    }))
-    .unwrap();
+        }),
+    );
     let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &policy).await.unwrap();
 
@@ -268,26 +285,21 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
 }
 
 fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadStoragePolicy {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+    policy(
+        name,
+        server,
+        serde_json::json!({
             "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
             "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "2d", "grace": "1d", "manage": true},
             "probe": {"interval": "2s"},
-        }
-    }))
-    .unwrap()
+        }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     use claimcheck::lifecycle::{ExpiryRule, S3Rules};
-    let cluster = Cluster::up("kube,s3");
-    let server = DevServer::start().await;
-    let client = cluster.kube().await;
-    install_crd(&client).await;
+    let (cluster, server, client) = servers("kube,s3").await;
     let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
     let env = cluster.user_env(Store::S3);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
@@ -392,22 +404,17 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_store_is_expired_by_the_sidecars_janitor() {
-    let cluster = Cluster::up("kube");
-    let server = DevServer::start().await;
-    let client = cluster.kube().await;
-    install_crd(&client).await;
+    let (_cluster, server, client) = servers("kube").await;
     let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
     let store = tempfile::tempdir().unwrap();
-    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": "billing", "namespace": "default"},
-        "spec": {
-            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+    let policy: PayloadStoragePolicy = policy(
+        "billing",
+        &server,
+        serde_json::json!({
             "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
             "lifecycle": {"maxWorkflowRunTimeout": "1d", "retention": "1d", "grace": "12h", "manage": true},
-        }
-    }))
-    .unwrap();
+        }),
+    );
     let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &policy).await.unwrap();
     let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
@@ -444,10 +451,7 @@ fn status_writers(policy: &PayloadStoragePolicy) -> Vec<String> {
 async fn one_replica_leads_and_another_takes_over_within_the_lease() {
     use claimcheck::controller::{Election, run_elected};
     use k8s_openapi::api::coordination::v1::Lease;
-    let cluster = Cluster::up("kube");
-    let server = DevServer::start().await;
-    let client = cluster.kube().await;
-    install_crd(&client).await;
+    let (_cluster, server, client) = servers("kube").await;
     let lease_duration = Duration::from_secs(4);
     let election = |identity: &str| Election {
         namespace: "default".into(),
@@ -468,16 +472,14 @@ async fn one_replica_leads_and_another_takes_over_within_the_lease() {
     let b = tokio::spawn(run_elected(client.clone(), election("replica-b")));
 
     let store = tempfile::tempdir().unwrap();
-    let policy: PayloadStoragePolicy = serde_json::from_value(serde_json::json!({
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": "billing", "namespace": "default"},
-        "spec": {
-            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
+    let policy: PayloadStoragePolicy = policy(
+        "billing",
+        &server,
+        serde_json::json!({
             "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
             "lifecycle": {"retention": "1d", "manage": false},
-        }
-    }))
-    .unwrap();
+        }),
+    );
     let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &policy).await.unwrap();
     let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
