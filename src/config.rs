@@ -51,9 +51,14 @@ pub struct DriverConfig {
     #[serde(default)]
     pub min_bytes: u64,
     /// Store options, by `object_store` configuration key (`endpoint`, `region`, ...).
-    /// Credentials belong in the environment, not here.
+    /// Credentials belong in the environment or `credentialsDir`, not here.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// A directory of credentials (a mounted Secret): each file is an option named after
+    /// the file, lower-cased (`AWS_ACCESS_KEY_ID` -> `aws_access_key_id`). Relative to the
+    /// configuration file. Read again whenever the configuration is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_dir: Option<PathBuf>,
     /// For a `file://` store, which has no bucket rules: the proxy deletes what it wrote
     /// under this driver's prefix once it is this many days old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,16 +141,34 @@ pub enum ConfigError {
 }
 
 impl ProxyConfig {
-    /// Reads a YAML (or JSON, which is YAML) file.
+    /// Reads a YAML (or JSON, which is YAML) file. Paths in it are relative to its
+    /// directory (as mounted volumes sit beside the ConfigMap); credential directories are
+    /// read in.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: ProxyConfig = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.into(),
             source,
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(tls) = &mut config.upstream.tls {
+            for file in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                *file = base.join(&*file);
+            }
+        }
+        for driver in &mut config.drivers {
+            if let Some(dir) = &mut driver.credentials_dir {
+                *dir = base.join(&*dir);
+                driver.options.extend(read_credentials(dir)?);
+            }
+        }
+        Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -161,6 +184,28 @@ impl ProxyConfig {
         }
         Ok(())
     }
+}
+
+/// The files of a mounted Secret, as options. Kubernetes keeps its bookkeeping in
+/// dot-files (`..data`), which are skipped; the keys themselves are symlinks, followed.
+fn read_credentials(dir: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let read_error = |path: &Path, source| ConfigError::Read {
+        path: path.into(),
+        source,
+    };
+    let mut options = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read_error(dir, e))? {
+        let path = entry.map_err(|e| read_error(dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let value = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
+        options.insert(name.to_lowercase(), value);
+    }
+    Ok(options)
 }
 
 #[cfg(test)]
@@ -180,6 +225,32 @@ drivers: [{url: 'file:///data', prefix: 'billing/'}]
         assert_eq!(config.drivers[0].prefix, "billing/");
         assert_eq!(config.limits, LimitsConfig::default());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_file_and_credentials_are_read_from_the_mounted_secret() {
+        let root = tempfile::tempdir().unwrap();
+        let (config_dir, secret) = (root.path().join("proxy"), root.path().join("credentials/hot"));
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::create_dir_all(secret.join("..2026_11_22")).unwrap();
+        std::fs::write(secret.join("..2026_11_22/AWS_ACCESS_KEY_ID"), "key").unwrap();
+        std::os::unix::fs::symlink("..2026_11_22/AWS_ACCESS_KEY_ID", secret.join("AWS_ACCESS_KEY_ID"))
+            .unwrap();
+        std::os::unix::fs::symlink("..2026_11_22", secret.join("..data")).unwrap();
+        let file = config_dir.join("proxy.yaml");
+        std::fs::write(
+            &file,
+            "upstream: {address: 'temporal:7233', tls: {caFile: ../tls/ca.crt}}\n\
+             drivers: [{url: 's3://b/', options: {region: eu-west-1}, credentialsDir: ../credentials/hot}]\n",
+        )
+        .unwrap();
+        let config = ProxyConfig::load(&file).unwrap();
+        let tls = config.upstream.tls.unwrap();
+        assert_eq!(tls.ca_file.unwrap(), config_dir.join("../tls/ca.crt"));
+        let options = &config.drivers[0].options;
+        assert_eq!(options.len(), 2, "{:?}", options.keys());
+        assert_eq!(options["aws_access_key_id"], "key");
+        assert_eq!(options["region"], "eu-west-1");
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use claimcheck::config::{DriverConfig, ProxyConfig, TlsFiles};
 use claimcheck::driver::Driver;
-use claimcheck::policy::PayloadStoragePolicy;
-use claimcheck::probe::{Probe, ProbeReport, StepLatencies};
+use claimcheck::policy::{PayloadStoragePolicy, PayloadStoragePolicySpec};
+use claimcheck::probe::{Probe, ProbeReport};
 use claimcheck::run::BoundProxy;
 use claimcheck::transform::Tier;
 use clap::{Args, Parser, Subcommand};
@@ -56,14 +56,29 @@ struct ControllerArgs {
     /// How long a leader's Lease lasts without renewal, in seconds.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    health_listen: SocketAddr,
 }
 
 #[derive(Args)]
 struct ProbeArgs {
     /// A PayloadStoragePolicy manifest; no cluster is needed. Credentials come from the
     /// environment, as the store clients read them.
-    #[arg(long, short = 'f')]
-    file: PathBuf,
+    #[arg(
+        long,
+        short = 'f',
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
+    file: Option<PathBuf>,
+    /// A policy in the cluster (current kubeconfig); credentials come from its Secrets, as
+    /// the controller reads them.
+    #[arg(long)]
+    policy: Option<String>,
+    /// The policy's namespace; defaults to the kubeconfig's.
+    #[arg(long, short = 'n', requires = "policy")]
+    namespace: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -128,6 +143,7 @@ impl ProxyArgs {
                 prefix: self.prefix,
                 min_bytes: 0,
                 options,
+                credentials_dir: None,
                 expire_after_days: None,
             }];
         }
@@ -206,15 +222,7 @@ fn main() -> anyhow::Result<()> {
                 let config = args.into_config()?;
                 BoundProxy::bind(&config).await?.serve(shutdown_signal()).await
             }
-            Command::Controller(args) => {
-                let election = claimcheck::controller::Election {
-                    namespace: args.namespace,
-                    identity: args.identity,
-                    lease_duration: std::time::Duration::from_secs(args.lease_seconds),
-                };
-                claimcheck::controller::run_elected(kube::Client::try_default().await?, election).await?;
-                Ok(())
-            }
+            Command::Controller(args) => controller(args).await,
             Command::Crd => {
                 print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
                 Ok(())
@@ -231,14 +239,57 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Runs the probe of a policy file; exits non-zero when it fails.
+/// Runs the replica: health and metrics for every replica, reconciliation for the leader.
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use claimcheck::controller::{Election, Telemetry, run_elected};
+    let telemetry = std::sync::Arc::new(Telemetry::default());
+    let listener = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.health_listen))?;
+    let health = axum::serve(listener, telemetry.clone().router()).with_graceful_shutdown(shutdown_signal());
+    let health = tokio::spawn(async move { health.await });
+    let election = Election {
+        namespace: args.namespace,
+        identity: args.identity,
+        lease_duration: std::time::Duration::from_secs(args.lease_seconds),
+    };
+    run_elected(kube::Client::try_default().await?, election, telemetry).await?;
+    health.abort();
+    Ok(())
+}
+
+/// Runs the probe of a policy, from a file or the cluster; exits non-zero when it fails.
 async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (spec, tiers) = match (&args.file, &args.policy) {
+        (Some(file), _) => policy_file(file)?,
+        (None, Some(name)) => policy_in_cluster(name, args.namespace.as_deref()).await?,
+        (None, None) => anyhow::bail!("name a policy with -f FILE or --policy NAME"),
+    };
+    let threshold = u64::try_from(spec.threshold_bytes).context("thresholdBytes must not be negative")?;
+    let large = usize::try_from(spec.probe.large_bytes).context("probe.largeBytes must be positive")?;
+    let probe = Probe::new(tiers, &spec.temporal.namespace, threshold, large).map_err(anyhow::Error::msg)?;
+    let report = probe.run().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&snake_case(serde_json::to_value(&report)?))?
+        );
+    } else {
+        print_report(&report);
+    }
+    if report.status != "passed" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// A policy manifest and its drivers, with credentials from the environment.
+fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let policy: PayloadStoragePolicy = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a PayloadStoragePolicy", args.file.display()))?;
-    let spec = &policy.spec;
-    let tiers = spec
+        .with_context(|| format!("{} is not a PayloadStoragePolicy", file.display()))?;
+    let tiers = policy
+        .spec
         .drivers
         .iter()
         .map(|d| {
@@ -249,23 +300,53 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let threshold = u64::try_from(spec.threshold_bytes).context("thresholdBytes must not be negative")?;
-    let large = usize::try_from(spec.probe.large_bytes).context("probe.largeBytes must be positive")?;
-    let probe = Probe::new(tiers, &spec.temporal.namespace, threshold, large).map_err(anyhow::Error::msg)?;
-    let (report, latencies) = probe.run().await;
-    if args.json {
-        let out = serde_json::json!({"report": report, "latencies": latencies});
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        print_report(&report, &latencies);
-    }
-    if report.status != "passed" {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok((policy.spec, tiers))
 }
 
-fn print_report(report: &ProbeReport, latencies: &StepLatencies) {
+/// A policy in the cluster and its drivers, with credentials from its Secrets.
+async fn policy_in_cluster(
+    name: &str,
+    namespace: Option<&str>,
+) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {
+    let client = kube::Client::try_default().await?;
+    let namespace = namespace.unwrap_or(client.default_namespace()).to_owned();
+    let api: kube::Api<PayloadStoragePolicy> = kube::Api::namespaced(client.clone(), &namespace);
+    let policy = api
+        .get(name)
+        .await
+        .with_context(|| format!("cannot read PayloadStoragePolicy {namespace}/{name}"))?;
+    let world = claimcheck::controller::Live { client };
+    let drivers = claimcheck::controller::open_drivers(&policy.spec, &namespace, &world)
+        .await
+        .map_err(|verdict| anyhow::anyhow!("{}: {}", verdict.reason, verdict.message))?;
+    Ok((policy.spec, drivers.into_iter().map(|d| d.tier).collect()))
+}
+
+/// The report with snake_case keys (`small_payload`, `write_ms`), as command-line tools
+/// expect; the policy's status keeps Kubernetes' camelCase.
+fn snake_case(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let mut snake = String::with_capacity(key.len() + 4);
+                    for c in key.chars() {
+                        if c.is_ascii_uppercase() {
+                            snake.push('_');
+                        }
+                        snake.push(c.to_ascii_lowercase());
+                    }
+                    (snake, snake_case(value))
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn print_report(report: &ProbeReport) {
+    let latencies = &report.latencies;
     println!("probe {} ({})", report.status, report.time);
     for (name, check) in [("small", &report.small_payload), ("large", &report.large_payload)] {
         let place = match &check.reference {

@@ -38,6 +38,9 @@ pub struct ProbeReport {
     pub driver: String,
     pub small_payload: PayloadCheck,
     pub large_payload: PayloadCheck,
+    /// How long each step of the large payload's round trip took.
+    #[serde(default)]
+    pub latencies: StepLatencies,
     /// Why the probe failed, naming the object where there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -67,7 +70,7 @@ pub struct Probe {
     large_bytes: usize,
 }
 
-/// Latency of each step, in milliseconds; kept apart from the report's stable fields.
+/// Latency of each step, in milliseconds.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct StepLatencies {
@@ -102,7 +105,7 @@ impl Probe {
         })
     }
 
-    pub async fn run(&self) -> (ProbeReport, StepLatencies) {
+    pub async fn run(&self) -> ProbeReport {
         let small = payload(SMALL_BYTES);
         let large = payload(self.large_bytes);
         let mut report = ProbeReport {
@@ -111,23 +114,17 @@ impl Probe {
             driver: String::new(),
             small_payload: check_of(&small),
             large_payload: check_of(&large),
+            latencies: StepLatencies::default(),
             reason: None,
         };
-        let mut latencies = StepLatencies::default();
-        match self.round_trip(&small, &large, &mut report, &mut latencies).await {
+        match self.round_trip(&small, &large, &mut report).await {
             Ok(()) => report.status = "passed".into(),
             Err(reason) => report.reason = Some(reason),
         }
-        (report, latencies)
+        report
     }
 
-    async fn round_trip(
-        &self,
-        small: &Bytes,
-        large: &Bytes,
-        report: &mut ProbeReport,
-        latencies: &mut StepLatencies,
-    ) -> Result<(), String> {
+    async fn round_trip(&self, small: &Bytes, large: &Bytes, report: &mut ProbeReport) -> Result<(), String> {
         let root = self
             .transformer
             .schema()
@@ -145,7 +142,7 @@ impl Probe {
             .offload(root, &msg, &target)
             .await
             .map_err(|e| e.to_string())?;
-        latencies.write_ms = ms(started);
+        report.latencies.write_ms = ms(started);
         let offloaded = Bytes::from(offloaded.map(|s| s.to_vec()).unwrap_or_else(|| msg.to_vec()));
         let references = self.references(root, &offloaded)?;
         report.small_payload.offloaded = references[0].is_some();
@@ -162,7 +159,7 @@ impl Probe {
             .rehydrate(root, &offloaded, &self.namespace)
             .await
             .map_err(|e| e.to_string())?;
-        latencies.read_ms = ms(started);
+        report.latencies.read_ms = ms(started);
         let back = Bytes::from(back.map(|s| s.to_vec()).unwrap_or_else(|| offloaded.to_vec()));
         let returned = self.payloads(root, &back)?;
         report.small_payload.verified = check_of(&returned[0]) == check_of(small);
@@ -175,7 +172,7 @@ impl Probe {
                 .await
                 .map_err(|e| format!("cannot delete probe object: {e}"))?;
         }
-        latencies.delete_ms = ms(started);
+        report.latencies.delete_ms = ms(started);
         self.verdict(report)
     }
 

@@ -62,7 +62,7 @@ fn policy(name: &str, server: &DevServer, spec: serde_json::Value) -> PayloadSto
 fn secret(env: &BTreeMap<String, String>) -> Secret {
     Secret {
         metadata: ObjectMeta {
-            name: Some("s3-creds".into()),
+            name: Some("store-creds".into()),
             ..ObjectMeta::default()
         },
         data: Some(
@@ -148,7 +148,11 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .await
         .unwrap();
     let controller_client = cluster.kube_as("claimcheck-controller").await;
-    let controller = tokio::spawn(claimcheck::controller::run(controller_client, "test"));
+    let controller = tokio::spawn(claimcheck::controller::run(
+        controller_client,
+        "test",
+        Default::default(),
+    ));
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let good = cluster.user_env(Store::S3);
@@ -160,7 +164,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         "billing",
         &server,
         serde_json::json!({
-            "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
+            "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "store-creds"}}],
             "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "auto", "grace": "1d", "manage": false},
             "probe": {"interval": "2s", "largeBytes": 3145728},
         }),
@@ -221,13 +225,18 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         proxy.drivers[0].options.is_empty(),
         "credentials never enter the ConfigMap"
     );
+    assert_eq!(
+        proxy.drivers[0].credentials_dir.as_deref(),
+        Some(std::path::Path::new("../credentials/hot")),
+        "they are mounted beside it"
+    );
     sidecar_passes_the_3_mib_scenario(&rendered, &good, server.port);
 
     // Wrong credentials: Ready turns False within a probe interval, naming the cause.
     let mut wrong = good.clone();
     wrong.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
     secrets
-        .replace("s3-creds", &PostParams::default(), &secret(&wrong))
+        .replace("store-creds", &PostParams::default(), &secret(&wrong))
         .await
         .unwrap();
     let (policy, _) = until(&api, "Ready False", |p| ready(p, "False")).await;
@@ -242,12 +251,63 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     );
     assert!(!reason.message.contains("not-the-secret"));
 
+    // `claimcheck probe --policy` reads the policy and its Secret from the cluster.
+    let report = probe_in_cluster(&cluster, "billing");
+    assert_eq!(report["status"], "failed", "{report}");
+    assert!(report["reason"].as_str().unwrap().contains("s3://"), "{report}");
+
     // Fixed without touching the policy: Ready again.
     secrets
-        .replace("s3-creds", &PostParams::default(), &secret(&good))
+        .replace("store-creds", &PostParams::default(), &secret(&good))
         .await
         .unwrap();
     until(&api, "Ready again", |p| ready(p, "True")).await;
+    let report = probe_in_cluster(&cluster, "billing");
+    assert_eq!(report["status"], "passed", "{report}");
+    assert!(
+        report["large_payload"]["bytes"].as_u64().unwrap() >= 3_145_728,
+        "{report}"
+    );
+    assert!(report["latencies"]["read_ms"].as_f64().unwrap() > 0.0, "{report}");
+
+    // The store stopped: Ready turns False within a probe interval (2 s) plus the store
+    // client's own retries (at most 10 s); started again, Ready comes back.
+    cluster.kill("minio");
+    let (policy, took) = until(&api, "Ready False with MinIO stopped", |p| ready(p, "False")).await;
+    println!("store stopped -> Ready False in {took:?}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    let stopped = condition(&policy, "Ready").unwrap();
+    assert_eq!(stopped.reason, "ProbeFailed");
+    assert!(
+        stopped
+            .message
+            .contains(&format!("s3://{}/billing/", cluster.var("S3_BUCKET"))),
+        "{}",
+        stopped.message
+    );
+    cluster.restart("minio");
+    until(&api, "Ready after MinIO restarted", |p| ready(p, "True")).await;
+
+    // Events tell the story: verified, failed, verified again.
+    let reasons = event_reasons(&client, "billing").await;
+    assert!(reasons.iter().any(|r| r == "Verified"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "ProbeFailed"), "{reasons:?}");
+
+    // A missing bucket: Ready False naming it; creating the bucket makes the policy Ready.
+    let later = policy_on_bucket(&server, "later", "not-yet");
+    api.create(&PostParams::default(), &later).await.unwrap();
+    let (missing, _) = until_named(&api, "later", "Ready False on a missing bucket", |p| {
+        ready(p, "False")
+    })
+    .await;
+    let reason = condition(&missing, "Ready").unwrap();
+    assert!(reason.message.contains("s3://not-yet/"), "{}", reason.message);
+    create_bucket(&cluster, "not-yet").await;
+    until_named(&api, "later", "Ready once the bucket exists", |p| {
+        ready(p, "True")
+    })
+    .await;
+    api.delete("later", &Default::default()).await.unwrap();
 
     // retention: auto follows the namespace.
     let cli = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI");
@@ -284,12 +344,94 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     controller.abort();
 }
 
-fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadStoragePolicy {
+/// `claimcheck probe --policy NAME --json` against the cluster, as a user would run it.
+fn probe_in_cluster(cluster: &Cluster, name: &str) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimcheck"))
+        .env("KUBECONFIG", cluster.var("KUBECONFIG"))
+        .args(["probe", "--json", "--policy", name, "-n", "default"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("JSON; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let passed = report["status"] == "passed";
+    assert_eq!(
+        out.status.success(),
+        passed,
+        "exit code follows the result: {report}"
+    );
+    report
+}
+
+/// The reasons of the Events about policy `name`, oldest first.
+async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let mut about: Vec<Event> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    about.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+    about.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// A policy on an S3 bucket of MinIO, with the `store-creds` Secret.
+fn policy_on_bucket(server: &DevServer, name: &str, bucket: &str) -> PayloadStoragePolicy {
+    let url = format!("s3://{bucket}/billing/");
     policy(
         name,
         server,
         serde_json::json!({
-            "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "s3-creds"}}],
+            "drivers": [{"name": "hot", "url": url, "credentialsSecretRef": {"name": "store-creds"}}],
+            "lifecycle": {"retention": "1d", "manage": false},
+            "probe": {"interval": "2s"},
+        }),
+    )
+}
+
+async fn create_bucket(cluster: &Cluster, bucket: &str) {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let env = cluster.user_env(Store::S3);
+    let credentials = Credentials::new(
+        &env["AWS_ACCESS_KEY_ID"],
+        &env["AWS_SECRET_ACCESS_KEY"],
+        None,
+        None,
+        "test",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(env["AWS_REGION"].clone()))
+        .endpoint_url(&env["AWS_ENDPOINT"])
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket created");
+}
+
+fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadStoragePolicy {
+    managed_policy_on(Store::S3, name, cluster, server)
+}
+
+fn managed_policy_on(
+    store: Store,
+    name: &str,
+    cluster: &Cluster,
+    server: &DevServer,
+) -> PayloadStoragePolicy {
+    policy(
+        name,
+        server,
+        serde_json::json!({
+            "drivers": [{"name": "hot", "url": cluster.url(store, "billing/"), "credentialsSecretRef": {"name": "store-creds"}}],
             "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "2d", "grace": "1d", "manage": true},
             "probe": {"interval": "2s"},
         }),
@@ -300,7 +442,11 @@ fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadS
 async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     use claimcheck::lifecycle::{ExpiryRule, S3Rules};
     let (cluster, server, client) = servers("kube,s3").await;
-    let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
+    let controller = tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ));
     let env = cluster.user_env(Store::S3);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     secrets
@@ -402,10 +548,94 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     controller.abort();
 }
 
+/// The GCS JSON API's view of the bucket's lifecycle rules: (prefixes, age) of each.
+async fn gcs_rules(cluster: &Cluster) -> Vec<(Vec<String>, u64)> {
+    let url = format!(
+        "{}/storage/v1/b/{}",
+        cluster.var("GCS_EMULATOR_URL"),
+        cluster.var("GCS_BUCKET")
+    );
+    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let bucket: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut rules: Vec<_> = bucket["lifecycle"]["rule"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let prefixes =
+                serde_json::from_value(r["condition"]["matchesPrefix"].clone()).unwrap_or_default();
+            (prefixes, r["condition"]["age"].as_u64().unwrap_or_default())
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_gcs_rules_sit_beside_existing_rules_and_go_with_the_policy() {
+    let (cluster, server, client) = servers("kube,gcs").await;
+    let controller = tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret(&cluster.user_env(Store::Gcs)))
+        .await
+        .unwrap();
+    // A rule the bucket already had, set with the JSON API.
+    let theirs = serde_json::json!({"lifecycle": {"rule": [
+        {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["other/"]}}
+    ]}});
+    let url = format!(
+        "{}/storage/v1/b/{}",
+        cluster.var("GCS_EMULATOR_URL"),
+        cluster.var("GCS_BUCKET")
+    );
+    let patched = reqwest::Client::new()
+        .patch(url)
+        .header("content-type", "application/json")
+        .body(theirs.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
+
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    let policy = managed_policy_on(Store::Gcs, "billing", &cluster, &server);
+    api.create(&PostParams::default(), &policy).await.unwrap();
+    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    assert_eq!(
+        condition(&policy, "LifecycleConfigured").unwrap().reason,
+        "RuleInstalled"
+    );
+    let ours = (vec!["billing/v0/ns/default/".to_owned()], 17);
+    let other = (vec!["other/".to_owned()], 7);
+    assert_eq!(gcs_rules(&cluster).await, vec![ours, other.clone()]);
+
+    api.delete("billing", &Default::default()).await.unwrap();
+    let gone = async {
+        while api.get_opt("billing").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("the policy is deleted");
+    assert_eq!(gcs_rules(&cluster).await, vec![other], "only our rule went");
+    controller.abort();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_store_is_expired_by_the_sidecars_janitor() {
     let (_cluster, server, client) = servers("kube").await;
-    let controller = tokio::spawn(claimcheck::controller::run(client.clone(), "test"));
+    let controller = tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ));
     let store = tempfile::tempdir().unwrap();
     let policy: PayloadStoragePolicy = policy(
         "billing",
@@ -463,13 +693,21 @@ async fn one_replica_leads_and_another_takes_over_within_the_lease() {
         let lease = leases.get_opt("claimcheck-controller").await.unwrap();
         lease.and_then(|l| l.spec?.holder_identity)
     };
-    let a = tokio::spawn(run_elected(client.clone(), election("replica-a")));
+    let a = tokio::spawn(run_elected(
+        client.clone(),
+        election("replica-a"),
+        Default::default(),
+    ));
     let started = Instant::now();
     while holder().await.as_deref() != Some("replica-a") {
         assert!(started.elapsed() < WAIT, "replica-a never took the lease");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b = tokio::spawn(run_elected(client.clone(), election("replica-b")));
+    let b = tokio::spawn(run_elected(
+        client.clone(),
+        election("replica-b"),
+        Default::default(),
+    ));
 
     let store = tempfile::tempdir().unwrap();
     let policy: PayloadStoragePolicy = policy(
@@ -519,12 +757,20 @@ fn sidecar_passes_the_3_mib_scenario(
     secret_env: &BTreeMap<String, String>,
     server_port: u16,
 ) {
+    // Laid out as the sidecar's mounts are: the ConfigMap in proxy/, the driver's Secret
+    // in credentials/hot/.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(CONFIG_KEY);
+    let file = dir.path().join("proxy").join(CONFIG_KEY);
+    let credentials = dir.path().join("credentials/hot");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&credentials).unwrap();
     std::fs::write(&file, rendered).unwrap();
+    for (key, value) in secret_env {
+        std::fs::write(credentials.join(key), value).unwrap();
+    }
     let bin = env!("CARGO_BIN_EXE_claimcheck");
     let args = ["proxy".to_owned(), "-c".to_owned(), file.display().to_string()];
-    let _proxy = support::spawn_with_env(bin, &args, secret_env);
+    let _proxy = support::spawn(bin, &args);
     let sidecar = format!("127.0.0.1:{}", claimcheck::controller::SIDECAR_PORT);
     let started = Instant::now();
     while std::net::TcpStream::connect(&sidecar).is_err() {

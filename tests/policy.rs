@@ -109,6 +109,19 @@ async fn invalid_policies_are_refused_by_the_api_server_naming_the_field() {
             "retention must be auto",
         ),
         (
+            with(
+                &["sidecar"],
+                serde_json::json!({"resources": {"memoryLimit": "lots"}}),
+            ),
+            "spec.sidecar.resources.memoryLimit",
+            "must be a quantity such as 512Mi",
+        ),
+        (
+            with(&["sidecar"], serde_json::json!({"port": 0})),
+            "spec.sidecar.port",
+            "sidecar.port must be between 1 and 65535",
+        ),
+        (
             with(&["probe"], serde_json::json!({"largeBytes": 0})),
             "spec.probe.largeBytes",
             "largeBytes must be positive",
@@ -167,22 +180,28 @@ fn probe_passes_on_a_good_policy_and_fails_on_a_broken_one() {
 
     let good = write_policy(dir.path(), &cluster.url(Store::S3, "probe/"));
     let (passed, json) = probe(&good, &cluster.user_env(Store::S3));
-    let report = &json["report"];
+    let report = &json;
     assert!(passed, "{json:#}");
     assert_eq!(report["status"], "passed");
     assert_eq!(report["driver"], "aws.s3driver");
-    assert_eq!(report["smallPayload"]["offloaded"], false);
-    assert_eq!(report["largePayload"]["offloaded"], true);
-    assert_eq!(report["largePayload"]["verified"], true);
-    let key = report["largePayload"]["reference"].as_str().unwrap();
+    assert_eq!(report["small_payload"]["offloaded"], false);
+    assert_eq!(report["large_payload"]["offloaded"], true);
+    assert_eq!(report["large_payload"]["verified"], true);
+    let key = report["large_payload"]["reference"].as_str().unwrap();
     assert!(key.starts_with("probe/v0/ns/billing/d/sha256/"), "{key}");
-    assert!(json["latencies"]["writeMs"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["large_payload"]["bytes"].as_u64().unwrap() >= 3_145_728,
+        "{report}"
+    );
+    assert_eq!(report["large_payload"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(report["latencies"]["write_ms"].as_f64().unwrap() > 0.0);
 
     let mut wrong = cluster.user_env(Store::S3);
     wrong.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
     let (passed, json) = probe(&good, &wrong);
     assert!(!passed, "{json:#}");
-    let reason = json["report"]["reason"].as_str().unwrap();
+    assert_eq!(json["status"], "failed");
+    let reason = json["reason"].as_str().unwrap();
     assert!(
         reason.contains(&format!("s3://{}/probe/v0/ns/billing/", cluster.var("S3_BUCKET"))),
         "{reason}"

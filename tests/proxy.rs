@@ -48,6 +48,7 @@ async fn start_proxy(upstream: String, tls: Option<TlsFiles>, threshold_bytes: u
             prefix: String::new(),
             min_bytes: 0,
             options: Default::default(),
+            credentials_dir: None,
             expire_after_days: None,
         }],
         ..ProxyConfig::default()

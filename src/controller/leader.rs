@@ -2,10 +2,13 @@
 //! (and so writes status); when it stops renewing, another takes over within the lease
 //! duration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
+
+use super::Telemetry;
 
 const LEASE: &str = "claimcheck-controller";
 
@@ -19,7 +22,11 @@ pub struct Election {
 }
 
 /// Runs the controller whenever this replica holds the Lease, until SIGTERM or SIGINT.
-pub async fn run(client: Client, election: Election) -> Result<(), kube_lease_manager::LeaseManagerError> {
+pub async fn run(
+    client: Client,
+    election: Election,
+    telemetry: Arc<Telemetry>,
+) -> Result<(), kube_lease_manager::LeaseManagerError> {
     let seconds = election.lease_duration.as_secs().max(2);
     let manager = LeaseManagerBuilder::new(client.clone(), LEASE)
         .with_namespace(&election.namespace)
@@ -28,6 +35,8 @@ pub async fn run(client: Client, election: Election) -> Result<(), kube_lease_ma
         .with_grace((seconds / 3).max(1))
         .build()
         .await?;
+    // The Lease was read or created: the API server answers.
+    telemetry.set_ready();
     let (mut leading, _renewal) = manager.watch().await;
     loop {
         while !*leading.borrow_and_update() {
@@ -44,7 +53,7 @@ pub async fn run(client: Client, election: Election) -> Result<(), kube_lease_ma
             }
         };
         tokio::select! {
-            () = super::run(client.clone(), &election.identity) => return Ok(()),
+            () = super::run(client.clone(), &election.identity, telemetry.clone()) => return Ok(()),
             () = lost => tracing::warn!(identity = %election.identity, "lost the lease: stopped reconciling"),
         }
     }

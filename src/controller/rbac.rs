@@ -37,6 +37,8 @@ pub fn cluster_role() -> ClusterRole {
             rule("", "configmaps", &["get", "list", "watch", "create", "patch"]),
             // Driver credentials and Temporal TLS, read by name only.
             rule("", "secrets", &["get"]),
+            // Events on policies: Ready changes, rules removed.
+            rule("events.k8s.io", "events", &["create", "patch"]),
             // Leader election.
             rule(
                 "coordination.k8s.io",

@@ -4,28 +4,45 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::rules::expired_by_janitor;
 use crate::config::{ProxyConfig, TlsFiles, UpstreamConfig};
 use crate::policy::PayloadStoragePolicySpec;
 
 /// The key of the proxy configuration in the ConfigMap, and the file the sidecar reads.
 pub const CONFIG_KEY: &str = "proxy.yaml";
+/// Where the sidecar mounts the ConfigMap.
+pub const CONFIG_MOUNT: &str = "/etc/claimcheck/proxy";
 /// Where the sidecar mounts the Temporal TLS Secret.
 pub const TLS_MOUNT: &str = "/etc/claimcheck/temporal-tls";
-/// The sidecar's gRPC port on localhost, which the workers dial.
+/// Where the sidecar mounts each driver's credential Secret, in a directory named after
+/// the driver.
+pub const CREDENTIALS_MOUNT: &str = "/etc/claimcheck/credentials";
+/// The sidecar's default gRPC port on localhost, which the workers dial.
 pub const SIDECAR_PORT: u16 = 7233;
-const METRICS_PORT: u16 = 9090;
+pub const METRICS_PORT: u16 = 9090;
 
-/// `janitor_days`: the TTL the sidecar enforces itself on `file://` drivers, which have no
-/// bucket rules (set when the policy manages lifecycle and the TTL is known).
+/// A mount path as the configuration file names it: relative to the ConfigMap's mount,
+/// so that the mounted tree can be materialised anywhere.
+fn beside_config(mount: &str) -> PathBuf {
+    let name = mount.rsplit('/').next().unwrap_or(mount);
+    PathBuf::from("..").join(name)
+}
+
+/// `janitor_days`: the TTL the sidecar enforces itself on `file://` and Azure drivers,
+/// whose rules the operator does not install (set when the policy manages lifecycle and the
+/// TTL is known).
 pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) -> ProxyConfig {
     let tls = spec.temporal.tls.as_ref().map(|tls| TlsFiles {
-        ca_file: Some(PathBuf::from(TLS_MOUNT).join("ca.crt")),
-        cert_file: Some(PathBuf::from(TLS_MOUNT).join("tls.crt")),
-        key_file: Some(PathBuf::from(TLS_MOUNT).join("tls.key")),
+        ca_file: Some(beside_config(TLS_MOUNT).join("ca.crt")),
+        cert_file: Some(beside_config(TLS_MOUNT).join("tls.crt")),
+        key_file: Some(beside_config(TLS_MOUNT).join("tls.key")),
         server_name: tls.server_name.clone(),
     });
     ProxyConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], SIDECAR_PORT)),
+        listen: SocketAddr::from((
+            [127, 0, 0, 1],
+            u16::try_from(spec.sidecar.port).unwrap_or(SIDECAR_PORT),
+        )),
         // Metrics are scraped from outside the pod.
         metrics_listen: SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         upstream: UpstreamConfig {
@@ -38,7 +55,10 @@ pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) 
             .iter()
             .map(|d| {
                 let mut driver = d.proxy_driver();
-                if driver.url.starts_with("file://") {
+                if d.credentials_secret_ref.is_some() {
+                    driver.credentials_dir = Some(beside_config(CREDENTIALS_MOUNT).join(&d.name));
+                }
+                if expired_by_janitor(&driver.url) {
                     driver.expire_after_days = janitor_days;
                 }
                 driver
@@ -57,4 +77,33 @@ pub fn config_map_data(
         CONFIG_KEY.to_owned(),
         serde_yaml::to_string(&config)?,
     )]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_janitor_expires_file_and_azure_drivers_only() {
+        let spec: PayloadStoragePolicySpec = serde_json::from_value(serde_json::json!({
+            "temporal": {"address": "temporal:7233", "namespace": "billing"},
+            "drivers": [
+                {"name": "local", "url": "file:///payloads"},
+                {"name": "blob", "url": "az://payloads/", "minBytes": 1},
+                {"name": "s3", "url": "s3://payloads/", "minBytes": 2},
+                {"name": "gcs", "url": "gs://payloads/", "minBytes": 3},
+            ],
+        }))
+        .unwrap();
+        let days: Vec<_> = proxy_config(&spec, Some(9))
+            .drivers
+            .iter()
+            .map(|d| d.expire_after_days)
+            .collect();
+        assert_eq!(
+            days,
+            [Some(9), Some(9), None, None],
+            "S3 and GCS have bucket rules"
+        );
+    }
 }

@@ -1,92 +1,116 @@
-//! The bucket rules of a policy: one expiry rule per S3 driver, under the prefix the
-//! policy's Temporal namespace writes to; `file://` drivers are expired by the sidecar's
-//! janitor, configured through the rendered proxy configuration.
+//! The bucket rules of a policy: one expiry rule per S3 or GCS driver, under the prefix the
+//! policy's Temporal namespace writes to. `file://` and Azure drivers are expired by the
+//! sidecar's janitor, configured through the rendered proxy configuration: a volume has no
+//! rules, and an Azure management policy is set through Azure Resource Manager with
+//! account-level rights that blob credentials do not (and should not) carry.
 
-use crate::driver::{FILE, S3};
-use crate::lifecycle::{ExpiryRule, RULE_PREFIX, S3Rules, Ttl};
+use crate::driver::{GCS, S3};
+use crate::lifecycle::{ExpiryRule, GcsRules, RULE_PREFIX, RuleError, S3Rules, Ttl};
 use crate::reference::namespace_scope;
 
 use super::OpenDriver;
 use super::status::{LIFECYCLE_CONFIGURED, Verdict};
 
-/// The rule ID of one driver of one policy; stable, so a re-apply replaces the rule.
-fn rule_id(k8s_namespace: &str, policy: &str, driver: &str) -> String {
-    format!("{RULE_PREFIX}{k8s_namespace}-{policy}-{driver}")
+/// Which policy the rules belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleScope {
+    pub temporal_namespace: String,
+    pub k8s_namespace: String,
+    pub policy: String,
 }
 
-fn s3_rules(driver: &OpenDriver) -> Option<Result<S3Rules, String>> {
-    (driver.tier.driver.name() == S3.name).then(|| {
+impl RuleScope {
+    /// The rule ID of one driver; stable, so a re-apply replaces the rule.
+    fn rule_id(&self, driver: &str) -> String {
+        format!("{RULE_PREFIX}{}-{}-{driver}", self.k8s_namespace, self.policy)
+    }
+}
+
+/// Whether the sidecar, not the store, expires the objects of the driver at `url`.
+pub fn expired_by_janitor(url: &str) -> bool {
+    ["file://", "az://", "azure://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+enum Rules {
+    S3(S3Rules),
+    Gcs(GcsRules),
+}
+
+impl Rules {
+    fn of(driver: &OpenDriver) -> Option<Result<Rules, RuleError>> {
         let bucket = driver.tier.driver.bucket().unwrap_or_default();
-        S3Rules::new(bucket, &driver.config.options).map_err(|e| e.to_string())
-    })
+        let options = &driver.config.options;
+        match driver.tier.driver.name() {
+            name if name == S3.name => Some(S3Rules::new(bucket, options).map(Rules::S3)),
+            name if name == GCS.name => Some(GcsRules::new(bucket, options).map(Rules::Gcs)),
+            _ => None,
+        }
+    }
+
+    async fn apply(&self, rule: &ExpiryRule) -> Result<(), RuleError> {
+        match self {
+            Rules::S3(rules) => rules.apply(rule).await,
+            Rules::Gcs(rules) => rules.apply(rule).await,
+        }
+    }
+
+    async fn remove(&self, rule: &ExpiryRule) -> Result<(), RuleError> {
+        match self {
+            Rules::S3(rules) => rules.remove(&rule.id).await,
+            Rules::Gcs(rules) => rules.remove(&rule.prefix).await,
+        }
+    }
 }
 
-/// Installs the rules; the verdict says what was installed, or what to install by hand.
-pub async fn apply(
-    drivers: &[OpenDriver],
-    ttl: &Ttl,
-    temporal_namespace: &str,
-    k8s_namespace: &str,
-    policy: &str,
-) -> Verdict {
+fn rule_of(driver: &OpenDriver, scope: &RuleScope, days: u64) -> ExpiryRule {
+    ExpiryRule {
+        id: scope.rule_id(&driver.name),
+        prefix: namespace_scope(driver.tier.driver.prefix(), &scope.temporal_namespace),
+        days,
+    }
+}
+
+/// Installs the rules; the verdict says what was installed, or why not.
+pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope) -> Verdict {
     let mut installed = Vec::new();
-    let mut by_hand = Vec::new();
     for driver in drivers {
-        let prefix = namespace_scope(driver.tier.driver.prefix(), temporal_namespace);
-        let location = driver.tier.driver.object_name(&prefix);
-        if driver.tier.driver.name() == FILE.name {
-            installed.push(format!(
-                "{location} after {} days (the sidecar's janitor)",
-                ttl.days
-            ));
-            continue;
-        }
-        let Some(rules) = s3_rules(driver) else {
-            by_hand.push(location);
-            continue;
-        };
-        let rule = ExpiryRule {
-            id: rule_id(k8s_namespace, policy, &driver.name),
-            prefix,
-            days: ttl.days,
-        };
-        let applied = match rules {
-            Ok(rules) => rules.apply(&rule).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+        let rule = rule_of(driver, scope, ttl.days);
+        let location = driver.tier.driver.object_name(&rule.prefix);
+        let applied = match Rules::of(driver) {
+            None if expired_by_janitor(&driver.config.url) => {
+                installed.push(format!(
+                    "{location} after {} days (the sidecar's janitor)",
+                    ttl.days
+                ));
+                continue;
+            }
+            None => Err(format!(
+                "driver {}: no lifecycle rules for this store",
+                driver.name
+            )),
+            Some(Ok(rules)) => rules.apply(&rule).await.map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
         };
         match applied {
-            Ok(()) => installed.push(format!("{location} after {} days (rule {})", ttl.days, rule.id)),
+            Ok(()) => installed.push(format!("{location} after {} days (bucket rule)", ttl.days)),
             Err(e) => return Verdict::new(LIFECYCLE_CONFIGURED, false, "RuleFailed", e),
         }
     }
-    if by_hand.is_empty() {
-        return Verdict::new(
-            LIFECYCLE_CONFIGURED,
-            true,
-            "RuleInstalled",
-            format!("objects expire: {}", installed.join("; ")),
-        );
-    }
     Verdict::new(
         LIFECYCLE_CONFIGURED,
-        false,
-        "RuleNotInstalled",
-        format!(
-            "this version installs S3 rules only: expire {} after {} days",
-            by_hand.join(", "),
-            ttl.days
-        ),
+        true,
+        "RuleInstalled",
+        format!("objects expire: {}", installed.join("; ")),
     )
 }
 
 /// Removes the policy's rules, never its objects.
-pub async fn remove(drivers: &[OpenDriver], k8s_namespace: &str, policy: &str) -> Result<(), String> {
+pub async fn remove(drivers: &[OpenDriver], scope: &RuleScope) -> Result<(), RuleError> {
     for driver in drivers {
-        if let Some(rules) = s3_rules(driver) {
-            rules?
-                .remove(&rule_id(k8s_namespace, policy, &driver.name))
-                .await
-                .map_err(|e| e.to_string())?;
+        if let Some(rules) = Rules::of(driver) {
+            rules?.remove(&rule_of(driver, scope, 0)).await?;
         }
     }
     Ok(())

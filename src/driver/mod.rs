@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::reference::{CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, SHA256};
 
-pub use open::{AZURE, FILE, GCS, MEMORY, S3, cloud_store};
+pub use open::{AZURE, FILE, GCS, MEMORY, S3, cloud_store, gcs_builder, s3_builder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -241,7 +241,7 @@ fn chrono_free_utc(time: std::time::SystemTime) -> i64 {
 /// description of the failure and the store's error code, never the response body (a
 /// SignatureDoesNotMatch body echoes the request) and never a URL query (a SAS token or a
 /// presigned signature).
-fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let first_line = text.lines().next().unwrap_or_default();
     let head = ["<?xml", "<Error", ": {"]
         .iter()

@@ -12,9 +12,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, RetryConfig};
@@ -99,9 +99,9 @@ pub fn cloud_store(
     options: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn ObjectStore>, DriverError> {
     match bucket_url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("s3") => s3(bucket_url, options),
-        Some("gs") => gcs(bucket_url, options),
-        Some("az" | "azure") => azure(bucket_url, options),
+        Some("s3") => Ok(Arc::new(s3_store(bucket_url, options)?)),
+        Some("gs") => Ok(Arc::new(gcs_store(bucket_url, options)?)),
+        Some("az" | "azure") => Ok(Arc::new(azure_store(bucket_url, options)?)),
         _ => Err(DriverError::UnsupportedUrl(bucket_url.to_owned())),
     }
 }
@@ -161,41 +161,49 @@ fn with_defaults(options: &BTreeMap<String, String>) -> impl Iterator<Item = (&s
         .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-fn s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
+/// The S3 configuration of `url`: also the region, endpoint and credential chain of the
+/// operator's bucket rules.
+pub fn s3_builder(url: &str, options: &BTreeMap<String, String>) -> Result<AmazonS3Builder, DriverError> {
     let mut builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry());
     for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<AmazonS3ConfigKey>(url, key)?, value);
     }
-    builder
-        .build()
-        .map(|s| Arc::new(s) as _)
-        .map_err(|e| build_error(url, e))
+    Ok(builder)
 }
 
-fn gcs(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
+fn s3_store(url: &str, options: &BTreeMap<String, String>) -> Result<AmazonS3, DriverError> {
+    s3_builder(url, options)?.build().map_err(|e| build_error(url, e))
+}
+
+/// The GCS configuration of `url`: also the endpoint and credential chain of the
+/// operator's bucket rules.
+pub fn gcs_builder(
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<GoogleCloudStorageBuilder, DriverError> {
     let mut builder = GoogleCloudStorageBuilder::from_env()
         .with_url(url)
         .with_retry(retry());
     for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<GoogleConfigKey>(url, key)?, value);
     }
-    builder
+    Ok(builder)
+}
+
+fn gcs_store(url: &str, options: &BTreeMap<String, String>) -> Result<GoogleCloudStorage, DriverError> {
+    gcs_builder(url, options)?
         .build()
-        .map(|s| Arc::new(s) as _)
         .map_err(|e| build_error(url, e))
 }
 
-fn azure(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, DriverError> {
+fn azure_store(url: &str, options: &BTreeMap<String, String>) -> Result<MicrosoftAzure, DriverError> {
     let mut builder = MicrosoftAzureBuilder::from_env()
         .with_url(url)
         .with_retry(retry());
     for (key, value) in with_defaults(options) {
         builder = builder.with_config(config_key::<AzureConfigKey>(url, key)?, value);
     }
-    builder
-        .build()
-        .map(|s| Arc::new(s) as _)
-        .map_err(|e| build_error(url, e))
+    builder.build().map_err(|e| build_error(url, e))
 }
 
 fn config_key<K: FromStr>(url: &str, key: &str) -> Result<K, DriverError> {

@@ -5,32 +5,16 @@
 
 use std::collections::BTreeMap;
 
+use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
 };
+use object_store::aws::{AmazonS3ConfigKey, AwsCredentialProvider};
 
-/// The ID prefix of every rule claimcheck writes.
-pub const RULE_PREFIX: &str = "claimcheck-";
-
-#[derive(Debug, thiserror::Error)]
-pub enum S3RuleError {
-    #[error("s3://{bucket}: {reason}")]
-    Store { bucket: String, reason: String },
-    #[error(
-        "s3://{bucket}: the rule would overlap rule {other:?} of another claimcheck policy (prefix {other_prefix:?})"
-    )]
-    Overlap {
-        bucket: String,
-        other: String,
-        other_prefix: String,
-    },
-    #[error(
-        "s3://{bucket}: this version needs static credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) to manage bucket rules"
-    )]
-    NoCredentials { bucket: String },
-}
+use super::{ExpiryRule, RULE_PREFIX, RuleError};
+use crate::driver::s3_builder;
 
 /// One bucket's rules, reached with the driver's own options and credentials.
 pub struct S3Rules {
@@ -38,45 +22,33 @@ pub struct S3Rules {
     bucket: String,
 }
 
-/// Our rule: objects under `prefix` expire after `days`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpiryRule {
-    pub id: String,
-    pub prefix: String,
-    pub days: u64,
-}
-
 impl S3Rules {
     /// `options` are the driver's object_store options, credentials included (lower-cased
-    /// environment names such as `aws_access_key_id`).
-    pub fn new(bucket: &str, options: &BTreeMap<String, String>) -> Result<Self, S3RuleError> {
-        let get = |keys: &[&str]| keys.iter().find_map(|k| options.get(*k)).cloned();
-        let (Some(key), Some(secret)) = (
-            get(&["aws_access_key_id", "access_key_id"]),
-            get(&["aws_secret_access_key", "secret_access_key"]),
-        ) else {
-            return Err(S3RuleError::NoCredentials {
-                bucket: bucket.to_owned(),
-            });
+    /// environment names such as `aws_access_key_id`). Credentials are found the way the
+    /// proxy finds them (static keys, web identity / IRSA, instance metadata), through
+    /// object_store's chain, so the rules need no second configuration.
+    pub fn new(bucket: &str, options: &BTreeMap<String, String>) -> Result<Self, RuleError> {
+        let url = format!("s3://{bucket}");
+        let no_credentials = |e: crate::driver::DriverError| RuleError::NoCredentials {
+            bucket: url.clone(),
+            reason: e.to_string(),
         };
-        let credentials = Credentials::new(
-            key,
-            secret,
-            get(&["aws_session_token", "session_token", "token"]),
-            None,
-            "claimcheck",
-        );
-        let region =
-            get(&["aws_region", "region", "aws_default_region"]).unwrap_or_else(|| "us-east-1".into());
-        let virtual_hosted = get(&["aws_virtual_hosted_style_request", "virtual_hosted_style_request"])
-            .is_some_and(|v| v == "true");
+        let builder = s3_builder(&url, options).map_err(no_credentials)?;
+        let value = |key| builder.get_config_value(&key);
+        let region = value(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+        let virtual_hosted = value(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+        let endpoint = value(AmazonS3ConfigKey::Endpoint);
+        let store = builder.build().map_err(|e| RuleError::NoCredentials {
+            bucket: url.clone(),
+            reason: e.to_string(),
+        })?;
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
-            .credentials_provider(credentials)
+            .credentials_provider(StoreCredentials(store.credentials().clone()))
             // object_store's default, which the proxy uses: path-style addressing.
             .force_path_style(!virtual_hosted);
-        if let Some(endpoint) = get(&["aws_endpoint", "endpoint", "aws_endpoint_url", "endpoint_url"]) {
+        if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint);
         }
         Ok(S3Rules {
@@ -86,11 +58,11 @@ impl S3Rules {
     }
 
     /// Installs or replaces `rule`, leaving every other rule as it is.
-    pub async fn apply(&self, rule: &ExpiryRule) -> Result<(), S3RuleError> {
+    pub async fn apply(&self, rule: &ExpiryRule) -> Result<(), RuleError> {
         let mut rules = self.rules().await?;
         if let Some(other) = rules.iter().find(|r| overlaps_claimcheck_rule(r, rule)) {
-            return Err(S3RuleError::Overlap {
-                bucket: self.bucket.clone(),
+            return Err(RuleError::Overlap {
+                bucket: format!("s3://{}", self.bucket),
                 other: other.id().unwrap_or_default().to_owned(),
                 other_prefix: rule_prefix(other).unwrap_or_default().to_owned(),
             });
@@ -101,7 +73,7 @@ impl S3Rules {
     }
 
     /// Removes our rule (never the objects), leaving every other rule as it is.
-    pub async fn remove(&self, id: &str) -> Result<(), S3RuleError> {
+    pub async fn remove(&self, id: &str) -> Result<(), RuleError> {
         let mut rules = self.rules().await?;
         let before = rules.len();
         rules.retain(|r| r.id() != Some(id));
@@ -121,7 +93,7 @@ impl S3Rules {
     }
 
     /// The bucket's rules, as the store reports them.
-    pub async fn rules(&self) -> Result<Vec<LifecycleRule>, S3RuleError> {
+    pub async fn rules(&self) -> Result<Vec<LifecycleRule>, RuleError> {
         match self
             .client
             .get_bucket_lifecycle_configuration()
@@ -140,7 +112,7 @@ impl S3Rules {
         }
     }
 
-    async fn put(&self, rules: Vec<LifecycleRule>) -> Result<(), S3RuleError> {
+    async fn put(&self, rules: Vec<LifecycleRule>) -> Result<(), RuleError> {
         let configuration = BucketLifecycleConfiguration::builder()
             .set_rules(Some(rules))
             .build()
@@ -153,7 +125,7 @@ impl S3Rules {
         put.send().await.map(|_| ()).map_err(|e| self.error(e))
     }
 
-    fn to_rule(&self, rule: &ExpiryRule) -> Result<LifecycleRule, S3RuleError> {
+    fn to_rule(&self, rule: &ExpiryRule) -> Result<LifecycleRule, RuleError> {
         let days = i32::try_from(rule.days).unwrap_or(i32::MAX);
         LifecycleRule::builder()
             .id(&rule.id)
@@ -164,7 +136,7 @@ impl S3Rules {
             .map_err(|e| self.error(e))
     }
 
-    fn error(&self, error: impl std::error::Error) -> S3RuleError {
+    fn error(&self, error: impl std::error::Error) -> RuleError {
         // The SDK's display of a service error is its code and message, never the request.
         let mut reason = error.to_string();
         let mut source = error.source();
@@ -172,8 +144,8 @@ impl S3Rules {
             reason = format!("{reason}: {s}");
             source = s.source();
         }
-        S3RuleError::Store {
-            bucket: self.bucket.clone(),
+        RuleError::Store {
+            bucket: format!("s3://{}", self.bucket),
             reason,
         }
     }
@@ -190,4 +162,30 @@ fn overlaps_claimcheck_rule(existing: &LifecycleRule, ours: &ExpiryRule) -> bool
         return false;
     }
     rule_prefix(existing).is_some_and(|p| p.starts_with(&ours.prefix) || ours.prefix.starts_with(p))
+}
+
+/// object_store's credential chain, lent to the AWS SDK.
+#[derive(Debug)]
+struct StoreCredentials(AwsCredentialProvider);
+
+impl ProvideCredentials for StoreCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let credential = self
+                .0
+                .get_credential()
+                .await
+                .map_err(|e| CredentialsError::provider_error(crate::driver::redact(&e.to_string())))?;
+            Ok(Credentials::new(
+                credential.key_id.clone(),
+                credential.secret_key.clone(),
+                credential.token.clone(),
+                None,
+                "claimcheck",
+            ))
+        })
+    }
 }

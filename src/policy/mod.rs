@@ -3,6 +3,7 @@
 //! field documentation that `kubectl explain` shows all come from these types.
 
 mod duration;
+mod sidecar;
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationError, parse_duration};
+pub use sidecar::{QUANTITY, SidecarResources, SidecarSpec};
 
 /// A duration such as `14d`, `36h`, `90m` or `30s`.
 const DURATION: &str = "^[0-9]+(s|m|h|d)$";
@@ -58,6 +60,9 @@ pub struct PayloadStoragePolicySpec {
     /// The round-trip probe that proves the policy before it is Ready.
     #[serde(default)]
     pub probe: ProbeSpec,
+    /// How the injected proxy sidecar runs in the pods labelled `claimcheck.dev/policy`.
+    #[serde(default)]
+    pub sidecar: SidecarSpec,
 }
 
 fn default_threshold() -> i64 {
@@ -244,6 +249,7 @@ impl DriverSpec {
             prefix: String::new(),
             min_bytes: u64::try_from(self.min_bytes).unwrap_or(0),
             options: self.options.clone(),
+            credentials_dir: None,
             expire_after_days: None,
         }
     }

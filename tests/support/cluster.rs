@@ -54,6 +54,26 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Kills an object-store server (`minio`, `gcp-storage-emulator`, `azurite`) outright.
+    pub fn kill(&self, server: &str) {
+        let pid = std::fs::read_to_string(self.dir().join(format!("{server}.pid"))).expect("pid file");
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "{server} killed");
+    }
+
+    /// Starts a killed object-store server again, on its port, with its data.
+    pub fn restart(&self, server: &str) {
+        let status = Command::new("bash")
+            .arg(script())
+            .args(["restart", &self.dir().display().to_string(), server])
+            .status()
+            .expect("cluster.sh runs");
+        assert!(status.success(), "{server} restarted");
+    }
+
     pub async fn kube(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.var("KUBECONFIG")).expect("kubeconfig");
         client(kubeconfig).await
