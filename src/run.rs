@@ -1,14 +1,17 @@
 //! Assembles a running proxy from its configuration: the store tiers, the transformer,
-//! the upstream channel, the gRPC listener and the metrics endpoint.
+//! the upstream channel, the gRPC listener and the metrics endpoint; and, when the
+//! configuration comes from a file, follows that file.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::cache::VerifiedCache;
 use crate::config::{ProxyConfig, TlsFiles};
@@ -18,43 +21,86 @@ use crate::proxy::{self, Limits, Proxy, UpstreamTls};
 use crate::schema::Schema;
 use crate::transform::{Settings, Tier, Transformer};
 
+/// Produces the configuration again (the file, then the flags), for reloads.
+pub type ConfigSource = Box<dyn Fn() -> anyhow::Result<ProxyConfig> + Send + Sync>;
+
+/// How often the configuration file is read again. A mounted ConfigMap changes within
+/// the kubelet's sync period (about a minute), so a few seconds more is unnoticeable.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
 /// A proxy whose listeners are bound, ready to serve.
 pub struct BoundProxy {
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     proxy: Arc<Proxy>,
+    schema: Arc<Schema>,
     metrics: Arc<Metrics>,
+    stores: Stores,
     grpc: TcpListener,
     http: TcpListener,
+    source: Option<ConfigSource>,
+}
+
+/// What a configuration's drivers became: the transformer over them and their janitors.
+struct Stores {
+    config: ProxyConfig,
+    janitors: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Stores {
+    fn drop(&mut self) {
+        for janitor in &self.janitors {
+            janitor.abort();
+        }
+    }
+}
+
+/// The transformer of `config`, and the janitors of its drivers that expire their own objects.
+fn open_stores(
+    config: &ProxyConfig,
+    schema: Arc<Schema>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<Transformer>, Stores)> {
+    config.validate()?;
+    let tiers = config
+        .drivers
+        .iter()
+        .map(|d| {
+            Ok(Tier {
+                driver: Driver::open(&d.url, &d.prefix, &d.options)?,
+                min_bytes: d.min_bytes,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let settings = Settings {
+        threshold_bytes: config.threshold_bytes,
+        parallelism: config.limits.parallelism,
+    };
+    let cache = VerifiedCache::new(config.cache.max_entries, config.cache.max_bytes);
+    let transformer = Arc::new(Transformer::new(schema, tiers.clone(), settings, cache, metrics)?);
+    let janitors = tiers
+        .iter()
+        .zip(&config.drivers)
+        .filter_map(|(tier, driver)| {
+            let ttl = Duration::from_secs(driver.expire_after_days?.saturating_mul(86_400));
+            Some(tokio::spawn(crate::lifecycle::janitor::run(
+                tier.driver.clone(),
+                ttl,
+            )))
+        })
+        .collect();
+    let stores = Stores {
+        config: config.clone(),
+        janitors,
+    };
+    Ok((transformer, stores))
 }
 
 impl BoundProxy {
     pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Self> {
-        config.validate()?;
         let schema = Arc::new(Schema::temporal()?);
         let metrics = Arc::new(Metrics::new());
-        let tiers = config
-            .drivers
-            .iter()
-            .map(|d| {
-                Ok(Tier {
-                    driver: Driver::open(&d.url, &d.prefix, &d.options)?,
-                    min_bytes: d.min_bytes,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for (tier, driver) in tiers.iter().zip(&config.drivers) {
-            if let Some(days) = driver.expire_after_days {
-                let ttl = std::time::Duration::from_secs(days.saturating_mul(86_400));
-                tokio::spawn(crate::lifecycle::janitor::run(tier.driver.clone(), ttl));
-            }
-        }
-        let settings = Settings {
-            threshold_bytes: config.threshold_bytes,
-            parallelism: config.limits.parallelism,
-        };
-        let cache = VerifiedCache::new(config.cache.max_entries, config.cache.max_bytes);
-        let transformer = Arc::new(Transformer::new(schema, tiers, settings, cache, metrics.clone())?);
+        let (transformer, stores) = open_stores(config, schema.clone(), metrics.clone())?;
         let tls = config.upstream.tls.as_ref().map(read_tls).transpose()?;
         let upstream = proxy::connect(&config.upstream.address, tls.as_ref())?;
         let limits = Limits {
@@ -73,10 +119,22 @@ impl BoundProxy {
             grpc_addr: grpc.local_addr()?,
             metrics_addr: http.local_addr()?,
             proxy,
+            schema,
             metrics,
+            stores,
             grpc,
             http,
+            source: None,
         })
+    }
+
+    /// Follows the configuration: threshold, drivers, tiers and credentials take effect
+    /// without a restart, and calls in flight finish with what they began with.
+    pub fn reloading(self, source: ConfigSource) -> Self {
+        BoundProxy {
+            source: Some(source),
+            ..self
+        }
     }
 
     /// Serves until `shutdown` completes; calls in flight are drained.
@@ -94,16 +152,85 @@ impl BoundProxy {
                 .with_graceful_shutdown(async move { _ = http_stop.changed().await })
                 .await
         });
+        let reload = self.source.map(|source| {
+            tokio::spawn(follow(
+                source,
+                self.proxy.clone(),
+                self.schema,
+                self.metrics.clone(),
+                self.stores,
+            ))
+        });
         tracing::info!(grpc = %self.grpc_addr, metrics = %self.metrics_addr, "claimcheck proxy listening");
         let grpc = proxy::serve(self.proxy, self.grpc, shutdown).await;
         _ = stop_tx.send(true);
         drop(stop_rx);
+        if let Some(reload) = reload {
+            reload.abort();
+        }
         grpc.context("gRPC server failed")?;
         http.await
             .context("metrics server panicked")?
             .context("metrics server failed")?;
         Ok(())
     }
+}
+
+/// Reads the configuration every few seconds and puts a changed one in place. A
+/// configuration that does not load or open is logged and the running one kept.
+async fn follow(
+    source: ConfigSource,
+    proxy: Arc<Proxy>,
+    schema: Arc<Schema>,
+    metrics: Arc<Metrics>,
+    mut stores: Stores,
+) {
+    let mut last_error = None;
+    loop {
+        tokio::time::sleep(RELOAD_EVERY).await;
+        let next = match source() {
+            Ok(next) if next == stores.config => continue,
+            Ok(next) => next,
+            Err(e) => {
+                let message = format!("{e:#}");
+                if last_error.as_ref() != Some(&message) {
+                    tracing::warn!(error = %message, "cannot read the changed configuration; keeping the running one");
+                    last_error = Some(message);
+                }
+                continue;
+            }
+        };
+        if let Some(field) = needs_restart(&stores.config, &next) {
+            tracing::warn!(field, "this setting takes effect at the next restart");
+        }
+        match open_stores(&next, schema.clone(), metrics.clone()) {
+            Ok((transformer, opened)) => {
+                proxy.replace_transformer(transformer);
+                stores = opened;
+                last_error = None;
+                tracing::info!(
+                    threshold_bytes = next.threshold_bytes,
+                    drivers = next.drivers.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot apply the changed configuration; keeping the running one")
+            }
+        }
+    }
+}
+
+/// The first setting that only a restart applies: listeners, upstream, limits.
+fn needs_restart(running: &ProxyConfig, next: &ProxyConfig) -> Option<&'static str> {
+    [
+        ("listen", running.listen != next.listen),
+        ("metricsListen", running.metrics_listen != next.metrics_listen),
+        ("upstream", running.upstream != next.upstream),
+        ("limits", running.limits != next.limits),
+    ]
+    .into_iter()
+    .find_map(|(field, changed)| changed.then_some(field))
 }
 
 fn read_tls(files: &TlsFiles) -> anyhow::Result<UpstreamTls> {

@@ -777,24 +777,5 @@ fn sidecar_passes_the_3_mib_scenario(
         assert!(started.elapsed() < WAIT, "the proxy did not listen on {sidecar}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let cli = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI");
-    let venv_python = std::path::Path::new(&cli).with_file_name("python");
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/scenario.py");
-    let out = std::process::Command::new(venv_python)
-        .args([
-            scenario,
-            "--proxy",
-            &sidecar,
-            "--server",
-            &format!("127.0.0.1:{server_port}"),
-        ])
-        .output()
-        .expect("the scenario runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{report}");
-    assert!(report.contains("passed"), "{report}");
+    support::run_scenario(&sidecar, server_port, 3 << 20, support::Expect::Offloaded);
 }

@@ -27,6 +27,17 @@ fn the_crd_in_the_repository_is_generated_from_the_types() {
     );
 }
 
+#[test]
+fn the_rbac_in_the_repository_is_generated_from_the_code() {
+    let generated = claimcheck::controller::rbac_yaml("claimcheck-system").unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    assert!(
+        committed == generated,
+        "deploy/rbac.yaml drifted from the code: run `make crds`"
+    );
+}
+
 fn policy(spec: serde_json::Value) -> PayloadStoragePolicy {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",

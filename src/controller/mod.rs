@@ -34,7 +34,7 @@ use status::READY;
 
 pub use evaluate::drivers as open_drivers;
 pub use leader::{Election, run as run_elected};
-pub use rbac::{CLUSTER_ROLE, cluster_role};
+pub use rbac::{CLUSTER_ROLE, cluster_role, rbac_yaml, role};
 pub use render::{
     CONFIG_KEY, CONFIG_MOUNT, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT, config_map_data,
     proxy_config,

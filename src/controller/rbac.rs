@@ -1,7 +1,7 @@
 //! The exact permissions the controller needs, kept beside the code that uses them; the
 //! chart and deploy/ render this, and a test runs the controller with nothing more.
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::api::ObjectMeta;
 
 pub const CLUSTER_ROLE: &str = "claimcheck-controller";
@@ -39,6 +39,12 @@ pub fn cluster_role() -> ClusterRole {
             rule("", "secrets", &["get"]),
             // Events on policies: Ready changes, rules removed.
             rule("events.k8s.io", "events", &["create", "patch"]),
+            // The webhook's configuration, whose caBundle every replica keeps.
+            rule(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                &["get", "create", "patch"],
+            ),
             // Leader election.
             rule(
                 "coordination.k8s.io",
@@ -48,4 +54,25 @@ pub fn cluster_role() -> ClusterRole {
         ]),
         ..ClusterRole::default()
     }
+}
+
+/// What the operator may do in its own namespace only: keep the webhook's certificate.
+pub fn role(namespace: &str) -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(CLUSTER_ROLE.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![rule("", "secrets", &["get", "create", "update"])]),
+    }
+}
+
+/// The ClusterRole and the Role, as one YAML stream (deploy/rbac.yaml).
+pub fn rbac_yaml(namespace: &str) -> Result<String, serde_yaml::Error> {
+    Ok(format!(
+        "{}---\n{}",
+        serde_yaml::to_string(&cluster_role())?,
+        serde_yaml::to_string(&role(namespace))?
+    ))
 }

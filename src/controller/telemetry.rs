@@ -1,9 +1,10 @@
 //! The operator's own health and metrics: `/healthz` (the process answers), `/readyz` (it
-//! has reached the API server) and `/metrics` (reconciliations by outcome, failures by
-//! error, reconcile latency), served by every replica, leader or not.
+//! has reached the API server, and its webhook serves) and `/metrics` (reconciliations,
+//! failures by error, reconcile latency; admissions and their latency), served by every
+//! replica, leader or not.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,12 +24,24 @@ struct ErrorLabel {
     error: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AllowedLabel {
+    allowed: bool,
+}
+
+const WEBHOOK_OFF: u8 = 0;
+const WEBHOOK_STARTING: u8 = 1;
+const WEBHOOK_READY: u8 = 2;
+
 pub struct Telemetry {
     registry: Registry,
     reconciliations: Counter,
     failures: Family<ErrorLabel, Counter>,
     reconcile_seconds: Histogram,
+    admissions: Family<AllowedLabel, Counter>,
+    admission_seconds: Histogram,
     ready: AtomicBool,
+    webhook: AtomicU8,
 }
 
 impl Default for Telemetry {
@@ -49,12 +62,28 @@ impl Default for Telemetry {
             "Reconciliation latency",
             reconcile_seconds.clone(),
         );
+        let admissions = Family::<AllowedLabel, Counter>::default();
+        // 20 µs .. ~0.7 s: the webhook's own handling, without the network.
+        let admission_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
+        registry.register(
+            "admissions",
+            "Pods admitted by the webhook, by outcome",
+            admissions.clone(),
+        );
+        registry.register(
+            "admission_seconds",
+            "The webhook's handling time",
+            admission_seconds.clone(),
+        );
         Telemetry {
             registry,
             reconciliations,
             failures,
             reconcile_seconds,
+            admissions,
+            admission_seconds,
             ready: AtomicBool::new(false),
+            webhook: AtomicU8::new(WEBHOOK_OFF),
         }
     }
 }
@@ -72,9 +101,31 @@ impl Telemetry {
         }
     }
 
+    pub fn admitted(&self, took: Duration, allowed: bool) {
+        self.admissions.get_or_create(&AllowedLabel { allowed }).inc();
+        self.admission_seconds.observe(took.as_secs_f64());
+    }
+
     /// Called once the API server has answered.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// This replica serves the webhook: it is not ready until the webhook is.
+    pub fn expect_webhook(&self) {
+        self.webhook.store(WEBHOOK_STARTING, Ordering::Relaxed);
+    }
+
+    pub fn set_webhook_ready(&self) {
+        self.webhook.store(WEBHOOK_READY, Ordering::Relaxed);
+    }
+
+    pub fn webhook_ready(&self) -> bool {
+        self.webhook.load(Ordering::Relaxed) == WEBHOOK_READY
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.webhook.load(Ordering::Relaxed) != WEBHOOK_STARTING
     }
 
     fn encode(&self) -> String {
@@ -91,9 +142,12 @@ impl Telemetry {
             .route(
                 "/readyz",
                 get(move || async move {
-                    match self.ready.load(Ordering::Relaxed) {
+                    match self.is_ready() {
                         true => (StatusCode::OK, "ok"),
-                        false => (StatusCode::SERVICE_UNAVAILABLE, "waiting for the API server"),
+                        false => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "waiting for the API server and the webhook",
+                        ),
                     }
                 }),
             )

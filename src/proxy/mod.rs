@@ -11,7 +11,7 @@ mod task;
 mod upstream;
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -59,7 +59,8 @@ pub struct Limits {
 }
 
 pub struct Proxy {
-    transformer: Arc<Transformer>,
+    /// Swapped whole when the configuration is reloaded; a call keeps the one it began with.
+    transformer: RwLock<Arc<Transformer>>,
     upstream: tonic::transport::Channel,
     limits: Limits,
     /// Budget of message bytes in flight, in KiB.
@@ -76,11 +77,27 @@ impl Proxy {
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(kib(limits.inflight_bytes) as usize));
         Proxy {
-            transformer,
+            transformer: RwLock::new(transformer),
             upstream,
             limits,
             inflight,
             metrics,
+        }
+    }
+
+    /// The transformer of the current configuration.
+    fn transformer(&self) -> Arc<Transformer> {
+        match self.transformer.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts a reloaded configuration's transformer in place for the calls that follow.
+    pub fn replace_transformer(&self, transformer: Arc<Transformer>) {
+        match self.transformer.write() {
+            Ok(mut current) => *current = transformer,
+            Err(poisoned) => *poisoned.into_inner() = transformer,
         }
     }
 
@@ -109,7 +126,8 @@ impl Proxy {
     }
 
     async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Status> {
-        let method = self.transformer.schema().method(req.uri().path()).copied();
+        let transformer = self.transformer();
+        let method = transformer.schema().method(req.uri().path()).copied();
         let task_kind = TaskKind::of(req.uri().path());
         let (mut parts, body) = req.into_parts();
         let (body, _) = self.read_body(body).await?;
@@ -130,7 +148,7 @@ impl Proxy {
                     namespace: namespace.clone(),
                     workflow: None,
                 };
-                match self.transformer.offload(root, &msg.bytes, &target).await {
+                match transformer.offload(root, &msg.bytes, &target).await {
                     Ok(Some(rewritten)) => frame::encode(rewritten.into_chunks(), false)
                         .map_err(status::internal)?
                         .to_vec(),
@@ -155,13 +173,15 @@ impl Proxy {
                 "Temporal frontend unreachable from the claimcheck proxy: {e}"
             ))
         })?;
-        self.answer(response, method.as_ref(), &namespace, poll).await
+        self.answer(&transformer, response, method.as_ref(), &namespace, poll)
+            .await
     }
 
     /// Puts back the payloads of the server's answer, in its message and its status details;
     /// a polled task whose payloads cannot be put back is failed on the server.
     async fn answer(
         &self,
+        transformer: &Transformer,
         response: Response<Body>,
         method: Option<&Method>,
         namespace: &str,
@@ -171,10 +191,9 @@ impl Proxy {
         let (data, mut trailers) = self.read_body(body).await?;
         let _response_permit = self.reserve(data.len())?;
         // A trailers-only answer (an error) carries its status in the headers.
-        self.rehydrate_status_details(&mut parts.headers, namespace)
-            .await?;
+        rehydrate_status_details(transformer, &mut parts.headers, namespace).await?;
         if let Some(trailers) = trailers.as_mut() {
-            self.rehydrate_status_details(trailers, namespace).await?;
+            rehydrate_status_details(transformer, trailers, namespace).await?;
         }
         strip_hop_by_hop(&mut parts.headers);
         let Some(root) = method.and_then(|m| m.response).filter(|_| !data.is_empty()) else {
@@ -187,7 +206,7 @@ impl Proxy {
         )
         .map_err(status::internal)?;
         let mut _rehydrated_permit = None;
-        let data = match self.transformer.rehydrate(root, &msg.bytes, namespace).await {
+        let data = match transformer.rehydrate(root, &msg.bytes, namespace).await {
             Ok(Some(rewritten)) => {
                 self.check_client_limit(rewritten.len())?;
                 _rehydrated_permit = self.reserve(rewritten.len())?;
@@ -209,27 +228,6 @@ impl Proxy {
             }
         };
         Ok(Response::from_parts(parts, body_of(data, trailers)))
-    }
-
-    async fn rehydrate_status_details(&self, headers: &mut HeaderMap, namespace: &str) -> Result<(), Status> {
-        let Some(root) = self.transformer.schema().status() else {
-            return Ok(());
-        };
-        let Some(encoded) = headers.get(STATUS_DETAILS) else {
-            return Ok(());
-        };
-        let Ok(details) = status::decode_details(encoded) else {
-            // Not ours to judge: the client reports undecodable details itself.
-            return Ok(());
-        };
-        match self.transformer.rehydrate(root, &details, namespace).await {
-            Ok(Some(rewritten)) => {
-                headers.insert(STATUS_DETAILS, status::encode_details(&rewritten.to_vec())?);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Err(status::for_response(&e)),
-        }
     }
 
     async fn read_body(&self, mut body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
@@ -311,4 +309,29 @@ fn body_of(chunks: Vec<Bytes>, trailers: Option<HeaderMap>) -> Body {
     let frames: Vec<Result<Frame<Bytes>, Infallible>> =
         data.chain(trailers.map(Frame::trailers)).map(Ok).collect();
     Body::new(StreamBody::new(futures::stream::iter(frames)))
+}
+
+async fn rehydrate_status_details(
+    transformer: &Transformer,
+    headers: &mut HeaderMap,
+    namespace: &str,
+) -> Result<(), Status> {
+    let Some(root) = transformer.schema().status() else {
+        return Ok(());
+    };
+    let Some(encoded) = headers.get(STATUS_DETAILS) else {
+        return Ok(());
+    };
+    let Ok(details) = status::decode_details(encoded) else {
+        // Not ours to judge: the client reports undecodable details itself.
+        return Ok(());
+    };
+    match transformer.rehydrate(root, &details, namespace).await {
+        Ok(Some(rewritten)) => {
+            headers.insert(STATUS_DETAILS, status::encode_details(&rewritten.to_vec())?);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(status::for_response(&e)),
+    }
 }

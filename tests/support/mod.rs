@@ -194,3 +194,41 @@ pub async fn unary(
     framed.extend_from_slice(msg);
     unary_framed(channel, path, Bytes::from(framed), headers).await
 }
+
+/// What `tests/e2e/scenario.py` must find in the history.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    Offloaded,
+    Inline,
+}
+
+/// Runs `tests/e2e/scenario.py` (the real Python SDK as worker and client) through the
+/// proxy at `proxy`, against the dev server on `server_port`: an activity returns `size`
+/// bytes; the result and the history are checked.
+pub fn run_scenario(proxy: &str, server_port: u16, size: usize, expect: Expect) {
+    let cli = std::env::var("TEMPORAL_CLI").expect("TEMPORAL_CLI");
+    let venv_python = std::path::Path::new(&cli).with_file_name("python");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/scenario.py");
+    let expect = match expect {
+        Expect::Offloaded => "offloaded",
+        Expect::Inline => "inline",
+    };
+    let out = Command::new(venv_python)
+        .args([
+            scenario,
+            "--proxy",
+            proxy,
+            "--server",
+            &format!("127.0.0.1:{server_port}"),
+        ])
+        .args(["--size", &size.to_string(), "--expect", expect])
+        .output()
+        .expect("the scenario runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{size} bytes, {expect}: {report}");
+    assert!(report.contains("passed"), "{report}");
+}

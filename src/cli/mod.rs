@@ -1,0 +1,85 @@
+//! The command line: `claimcheck proxy | controller | probe | crd | rbac`.
+
+mod operator;
+mod probe;
+mod proxy;
+
+use clap::{Parser, Subcommand};
+use kube::CustomResourceExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::policy::PayloadStoragePolicy;
+
+#[derive(Parser)]
+#[command(
+    name = "claimcheck",
+    version,
+    about = "Keeps large Temporal payloads out of workflow history"
+)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, default_value = "text", env = "CLAIMCHECK_LOG_FORMAT")]
+    log_format: String,
+    /// Runtime worker threads; defaults to the number of CPUs. A sidecar usually wants 1-2.
+    #[arg(long, global = true, env = "CLAIMCHECK_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the payload proxy between Temporal workers and the frontend.
+    Proxy(Box<proxy::ProxyArgs>),
+    /// Run one replica of the operator: reconciliation (by the Lease holder), the
+    /// sidecar-injection webhook, health and metrics.
+    Controller(Box<operator::ControllerArgs>),
+    /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
+    Crd,
+    /// Print the RBAC the controller needs (YAML).
+    Rbac {
+        /// The operator's namespace, for its Role.
+        #[arg(long, default_value = "claimcheck-system")]
+        namespace: String,
+    },
+    /// Prove a policy's stores with a round trip: a small payload stays inline, a large
+    /// one is offloaded, both come back with the same size and SHA-256.
+    Probe(probe::ProbeArgs),
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    crate::tls::install_crypto_provider();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()?.block_on(async {
+        match cli.command {
+            Command::Proxy(args) => proxy::run(*args).await,
+            Command::Controller(args) => operator::run(*args).await,
+            Command::Crd => {
+                print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
+                Ok(())
+            }
+            Command::Rbac { namespace } => {
+                print!("{}", crate::controller::rbac_yaml(&namespace)?);
+                Ok(())
+            }
+            Command::Probe(args) => probe::run(args).await,
+        }
+    })
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

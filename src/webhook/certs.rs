@@ -1,0 +1,235 @@
+//! The webhook's TLS: a CA and a serving certificate that the operator makes itself and
+//! keeps in a Secret, so that every replica serves the same certificate and the
+//! MutatingWebhookConfiguration's `caBundle` names the CA. The serving certificate is
+//! renewed, by the same CA, once a third of its lifetime is left: the API server keeps
+//! trusting the old one and the new one alike, so no admission is dropped. Where
+//! cert-manager issues the certificate instead, the replicas only read its files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot issue a certificate: {0}")]
+    Issue(#[from] rcgen::Error),
+    #[error("unusable certificate or key: {0}")]
+    Load(String),
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// The operator issues it and keeps it in Secret `namespace/name`.
+    Managed {
+        namespace: String,
+        name: String,
+        /// The serving certificate's lifetime; the CA lives a hundred times longer.
+        lifetime: Duration,
+        /// The names the API server dials (the Service's DNS names, or 127.0.0.1).
+        dns_names: Vec<String>,
+    },
+    /// cert-manager (or anything else) writes `tls.crt` and `tls.key` here.
+    Files(PathBuf),
+}
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const TLS_CERT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
+/// When the serving certificate expires (Unix seconds), so that renewal needs no X.509 parser.
+const NOT_AFTER: &str = "claimcheck.dev/not-after";
+
+/// The CA and serving certificate, as PEM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificates {
+    pub ca_pem: String,
+    ca_key_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
+fn unix(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The CA's subject and powers; the issuer of a renewal is rebuilt from them and the key.
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "claimcheck webhook CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+/// Validity from a minute ago (clock skew) for `lifetime`.
+fn validity(params: &mut CertificateParams, lifetime: Duration) -> u64 {
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(60)).into();
+    params.not_after = (now + lifetime).into();
+    unix(now + lifetime)
+}
+
+impl Certificates {
+    /// A new CA and a serving certificate for `dns_names`.
+    pub fn issue(dns_names: &[String], lifetime: Duration) -> Result<Self, CertError> {
+        let mut ca = ca_params()?;
+        validity(&mut ca, lifetime.saturating_mul(100));
+        let ca_key = KeyPair::generate()?;
+        let ca_pem = ca.self_signed(&ca_key)?.pem();
+        Self::serving(ca_pem, ca_key.serialize_pem(), dns_names, lifetime)
+    }
+
+    /// A new serving certificate from the same CA.
+    pub fn renewed(&self, dns_names: &[String], lifetime: Duration) -> Result<Self, CertError> {
+        Self::serving(self.ca_pem.clone(), self.ca_key_pem.clone(), dns_names, lifetime)
+    }
+
+    fn serving(
+        ca_pem: String,
+        ca_key_pem: String,
+        dns_names: &[String],
+        lifetime: Duration,
+    ) -> Result<Self, CertError> {
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "claimcheck webhook");
+        let not_after = validity(&mut params, lifetime);
+        let key = KeyPair::generate()?;
+        let cert_pem = params.signed_by(&key, &issuer)?.pem();
+        Ok(Certificates {
+            ca_pem,
+            ca_key_pem,
+            cert_pem,
+            key_pem: key.serialize_pem(),
+            not_after,
+        })
+    }
+
+    /// Whether less than a third of `lifetime` is left.
+    pub fn due(&self, lifetime: Duration) -> bool {
+        let left = self.not_after.saturating_sub(unix(SystemTime::now()));
+        Duration::from_secs(left) < lifetime / 3
+    }
+
+    pub fn to_secret(&self, namespace: &str, name: &str) -> Secret {
+        let data = [
+            (CA_CERT, &self.ca_pem),
+            (CA_KEY, &self.ca_key_pem),
+            (TLS_CERT, &self.cert_pem),
+            (TLS_KEY, &self.key_pem),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ByteString(v.clone().into_bytes())))
+        .collect();
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                annotations: Some(BTreeMap::from([(
+                    NOT_AFTER.to_owned(),
+                    self.not_after.to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".to_owned()),
+            data: Some(data),
+            ..Secret::default()
+        }
+    }
+
+    /// The certificates a Secret holds; `None` if it is not one of ours, or incomplete.
+    pub fn from_secret(secret: &Secret) -> Option<Self> {
+        let data = secret.data.as_ref()?;
+        let text = |key: &str| String::from_utf8(data.get(key)?.0.clone()).ok();
+        Some(Certificates {
+            ca_pem: text(CA_CERT)?,
+            ca_key_pem: text(CA_KEY)?,
+            cert_pem: text(TLS_CERT)?,
+            key_pem: text(TLS_KEY)?,
+            not_after: secret
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(NOT_AFTER)?
+                .parse()
+                .ok()?,
+        })
+    }
+}
+
+/// The certificate the TLS server presents, replaced in place on renewal: connections
+/// already open keep theirs, new ones get the new one.
+#[derive(Debug)]
+pub struct ServingCert(RwLock<Arc<CertifiedKey>>);
+
+impl ServingCert {
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertError> {
+        Ok(ServingCert(RwLock::new(certified_key(cert_pem, key_pem)?)))
+    }
+
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CertError> {
+        let key = certified_key(cert_pem, key_pem)?;
+        match self.0.write() {
+            Ok(mut current) => *current = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|key| key.clone())
+    }
+}
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, CertError> {
+    let load = |e: &dyn std::fmt::Display| CertError::Load(e.to_string());
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| load(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| load(&e))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| load(&e))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signer)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_certificate_keeps_the_ca_and_survives_the_secret() {
+        let names = vec!["claimcheck-webhook.claimcheck-system.svc".to_owned()];
+        let first = Certificates::issue(&names, Duration::from_secs(90)).unwrap();
+        assert!(!first.due(Duration::from_secs(90)));
+        assert!(
+            first.due(Duration::from_secs(300)),
+            "less than a third of 300 s is left"
+        );
+        let renewed = first.renewed(&names, Duration::from_secs(90)).unwrap();
+        assert_eq!(renewed.ca_pem, first.ca_pem);
+        assert_ne!(renewed.cert_pem, first.cert_pem);
+        let back = Certificates::from_secret(&renewed.to_secret("ns", "tls")).unwrap();
+        assert_eq!(back, renewed);
+        ServingCert::from_pem(back.cert_pem.as_bytes(), back.key_pem.as_bytes()).unwrap();
+    }
+}
