@@ -65,7 +65,7 @@ env-smoke:
 	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
 	tests/env/cluster.sh up "$$dir" --watch $$$$ && tests/env/smoke.sh "$$dir"
 
-## Regenerates crds/ and deploy/rbac.yaml from the Rust code (a test fails when they drift).
+## Regenerates crds/ and deploy/operator.yaml from the Rust code (a test fails when they drift).
 crds: build
 	$(BIN) crd > crds/payloadstoragepolicies.claimcheck.dev.yaml
-	$(BIN) rbac > deploy/rbac.yaml
+	$(BIN) manifests > deploy/operator.yaml

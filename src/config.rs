@@ -203,7 +203,11 @@ fn read_credentials(dir: &Path) -> Result<BTreeMap<String, String>, ConfigError>
             continue;
         }
         let value = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
-        options.insert(name.to_lowercase(), value);
+        // `kubectl create secret --from-file` keeps a file's last newline.
+        options.insert(
+            name.to_lowercase(),
+            value.trim_end_matches(['\r', '\n']).to_owned(),
+        );
     }
     Ok(options)
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod deploy;
 pub mod driver;
 pub mod frame;
 pub mod inject;

@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 
 use crate::cache::VerifiedCache;
 use crate::config::{ProxyConfig, TlsFiles};
-use crate::driver::Driver;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Limits, Proxy, UpstreamTls};
 use crate::schema::Schema;
@@ -65,13 +64,8 @@ fn open_stores(
     let tiers = config
         .drivers
         .iter()
-        .map(|d| {
-            Ok(Tier {
-                driver: Driver::open(&d.url, &d.prefix, &d.options)?,
-                min_bytes: d.min_bytes,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(Tier::open)
+        .collect::<Result<Vec<_>, _>>()?;
     let settings = Settings {
         threshold_bytes: config.threshold_bytes,
         parallelism: config.limits.parallelism,

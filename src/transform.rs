@@ -29,6 +29,16 @@ pub struct Tier {
     pub min_bytes: u64,
 }
 
+impl Tier {
+    /// The tier a driver's configuration describes, its store opened.
+    pub fn open(config: &crate::config::DriverConfig) -> Result<Tier, crate::driver::DriverError> {
+        Ok(Tier {
+            driver: Driver::open(&config.url, &config.prefix, &config.options)?,
+            min_bytes: config.min_bytes,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Payloads whose serialized size is at least this many bytes are offloaded.

@@ -121,7 +121,7 @@ fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let (cluster, server, client) = servers("kube,s3").await;
-    // The controller runs with exactly the ClusterRole of deploy/rbac.yaml, nothing more.
+    // The controller runs with exactly the ClusterRole of deploy/operator.yaml, nothing more.
     let role = claimcheck::controller::cluster_role();
     Api::<ClusterRole>::all(client.clone())
         .create(&PostParams::default(), &role)
@@ -165,7 +165,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         &server,
         serde_json::json!({
             "drivers": [{"name": "hot", "url": cluster.url(Store::S3, "billing/"), "credentialsSecretRef": {"name": "store-creds"}}],
-            "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "auto", "grace": "1d", "manage": false},
+            "lifecycle": {"maxWorkflowRunTimeout": "14d", "retention": "auto", "grace": "1d", "manage": true},
             "probe": {"interval": "2s", "largeBytes": 3145728},
         }),
     );
@@ -206,6 +206,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
             .unwrap()
             .contains("1d retention (namespace default)")
     );
+    assert_eq!(rule_days(&cluster).await, Some(16));
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let config_map = config_maps
@@ -289,7 +290,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     until(&api, "Ready after MinIO restarted", |p| ready(p, "True")).await;
 
     // Events tell the story: verified, failed, verified again.
-    let reasons = event_reasons(&client, "billing").await;
+    let reasons = support::event_reasons(&client, "billing").await;
     assert!(reasons.iter().any(|r| r == "Verified"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "ProbeFailed"), "{reasons:?}");
 
@@ -330,6 +331,12 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         p.status.as_ref().and_then(|s| s.effective_ttl.as_deref()) == Some("18d")
     })
     .await;
+    // ... and so does the bucket's rule.
+    assert_eq!(
+        rule_days(&cluster).await,
+        Some(18),
+        "the rule follows the namespace's retention"
+    );
 
     // Deleting the policy passes through the finalizer and leaves the objects.
     api.delete("billing", &Default::default()).await.unwrap();
@@ -342,6 +349,19 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .await
         .expect("the policy is deleted");
     controller.abort();
+}
+
+/// The days of the billing policy's rule on the bucket, read back with the S3 API.
+async fn rule_days(cluster: &Cluster) -> Option<i32> {
+    let rules =
+        claimcheck::lifecycle::S3Rules::new(cluster.var("S3_BUCKET"), &cluster.options(Store::S3)).unwrap();
+    rules
+        .rules()
+        .await
+        .unwrap()
+        .iter()
+        .find(|r| r.id() == Some("claimcheck-default-billing-hot"))
+        .and_then(|r| r.expiration()?.days())
 }
 
 /// `claimcheck probe --policy NAME --json` against the cluster, as a user would run it.
@@ -360,22 +380,6 @@ fn probe_in_cluster(cluster: &Cluster, name: &str) -> serde_json::Value {
         "exit code follows the result: {report}"
     );
     report
-}
-
-/// The reasons of the Events about policy `name`, oldest first.
-async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    use k8s_openapi::api::events::v1::Event;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let mut about: Vec<Event> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect();
-    about.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    about.into_iter().filter_map(|e| e.reason).collect()
 }
 
 /// A policy on an S3 bucket of MinIO, with the `store-creds` Secret.

@@ -28,13 +28,13 @@ fn the_crd_in_the_repository_is_generated_from_the_types() {
 }
 
 #[test]
-fn the_rbac_in_the_repository_is_generated_from_the_code() {
-    let generated = claimcheck::controller::rbac_yaml("claimcheck-system").unwrap();
+fn the_manifests_in_the_repository_are_generated_from_the_code() {
+    let generated = claimcheck::deploy::operator_yaml("claimcheck-system").unwrap();
     let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/operator.yaml")).unwrap();
     assert!(
         committed == generated,
-        "deploy/rbac.yaml drifted from the code: run `make crds`"
+        "deploy/operator.yaml drifted from the code: run `make crds`"
     );
 }
 
@@ -218,4 +218,27 @@ fn probe_passes_on_a_good_policy_and_fails_on_a_broken_one() {
         "{reason}"
     );
     assert!(!reason.contains("not-the-secret"), "{reason}");
+}
+
+#[test]
+fn the_crd_and_the_manifests_install_with_kubectl() {
+    let cluster = Cluster::up("kube");
+    let root = env!("CARGO_MANIFEST_DIR");
+    for path in ["crds", "deploy"] {
+        let out = Command::new(cluster.var("KUBECTL"))
+            .args([
+                "--kubeconfig",
+                cluster.var("KUBECONFIG"),
+                "apply",
+                "--server-side",
+            ])
+            .args(["-f", &format!("{root}/{path}")])
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl apply -f {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The command line: `claimcheck proxy | controller | probe | crd | rbac`.
+//! The command line: `claimcheck proxy | controller | probe | crd | manifests`.
 
 mod operator;
 mod probe;
@@ -36,9 +36,8 @@ enum Command {
     Controller(Box<operator::ControllerArgs>),
     /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
     Crd,
-    /// Print the RBAC the controller needs (YAML).
-    Rbac {
-        /// The operator's namespace, for its Role.
+    /// Print the operator's installation: namespace, RBAC, Deployment, webhook Service (YAML).
+    Manifests {
         #[arg(long, default_value = "claimcheck-system")]
         namespace: String,
     },
@@ -63,8 +62,8 @@ pub fn main() -> anyhow::Result<()> {
                 print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
                 Ok(())
             }
-            Command::Rbac { namespace } => {
-                print!("{}", crate::controller::rbac_yaml(&namespace)?);
+            Command::Manifests { namespace } => {
+                print!("{}", crate::deploy::operator_yaml(&namespace)?);
                 Ok(())
             }
             Command::Probe(args) => probe::run(args).await,

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::driver::Driver;
 use crate::policy::{PayloadStoragePolicy, PayloadStoragePolicySpec};
 use crate::probe::{Probe, ProbeReport};
 use crate::transform::Tier;
@@ -68,14 +67,8 @@ fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySp
         .spec
         .drivers
         .iter()
-        .map(|d| {
-            let c = d.proxy_driver();
-            Ok(Tier {
-                driver: Driver::open(&c.url, &c.prefix, &c.options)?,
-                min_bytes: c.min_bytes,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|d| Tier::open(&d.proxy_driver()))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((policy.spec, tiers))
 }
 

@@ -8,7 +8,6 @@ use super::OpenDriver;
 use super::rules::RuleScope;
 use super::status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED, Verdict};
 use super::world::{SecretData, World};
-use crate::driver::Driver;
 use crate::lifecycle::{Ttl, effective_ttl};
 use crate::policy::{DurationError, PayloadStoragePolicySpec, parse_duration};
 use crate::probe::{Probe, ProbeReport};
@@ -84,8 +83,9 @@ pub async fn evaluate(spec: &PayloadStoragePolicySpec, scope: &RuleScope, world:
 }
 
 /// What happens to the bucket when the policy is deleted: its rules go, its objects stay. A
-/// policy whose credentials are gone cannot reach its bucket: the rule stays (it only
-/// expires objects) and deletion goes on. A store that refuses is an error, retried.
+/// policy whose credential Secret is gone cannot reach its bucket: the rule stays (it only
+/// expires objects) and deletion goes on. A store that refuses, or a Secret that cannot be
+/// read, is an error, retried.
 pub async fn release(
     spec: &PayloadStoragePolicySpec,
     scope: &RuleScope,
@@ -93,10 +93,12 @@ pub async fn release(
 ) -> Result<(), String> {
     match drivers(spec, &scope.k8s_namespace, world).await {
         Ok(drivers) => world.remove_rules(&drivers, scope).await,
-        Err(verdict) => {
+        Err(verdict) if verdict.reason == "SecretNotFound" => {
             tracing::warn!(reason = %verdict.message, "cannot reach the bucket to remove the policy's rule");
             Ok(())
         }
+        // The Secret may be there but unreadable for now: try again, keep the finalizer.
+        Err(verdict) => Err(verdict.message),
     }
 }
 
@@ -172,12 +174,13 @@ pub async fn drivers(
         let mut config = driver.proxy_driver();
         if let Some(secret) = &driver.credentials_secret_ref {
             for (key, value) in secret_data(&secret.name, namespace, world).await? {
-                config
-                    .options
-                    .insert(key.to_lowercase(), String::from_utf8_lossy(&value).into_owned());
+                let value = String::from_utf8_lossy(&value);
+                // `kubectl create secret --from-file` keeps a file's last newline.
+                let value = value.trim_end_matches(['\r', '\n']).to_owned();
+                config.options.insert(key.to_lowercase(), value);
             }
         }
-        let opened = Driver::open(&config.url, &config.prefix, &config.options).map_err(|e| {
+        let tier = Tier::open(&config).map_err(|e| {
             Verdict::new(
                 STORAGE_VERIFIED,
                 false,
@@ -185,10 +188,6 @@ pub async fn drivers(
                 format!("driver {}: {e}", driver.name),
             )
         })?;
-        let tier = Tier {
-            driver: opened,
-            min_bytes: config.min_bytes,
-        };
         drivers.push(OpenDriver {
             name: driver.name.clone(),
             config,

@@ -27,6 +27,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::inject::POLICY_LABEL;
 use crate::policy::PayloadStoragePolicy;
 use crate::transform::Tier;
 use evaluate::{Evaluation, evaluate, next_look, release};
@@ -34,7 +35,7 @@ use status::READY;
 
 pub use evaluate::drivers as open_drivers;
 pub use leader::{Election, run as run_elected};
-pub use rbac::{CLUSTER_ROLE, cluster_role, rbac_yaml, role};
+pub use rbac::{CLUSTER_ROLE, cluster_role, role};
 pub use render::{
     CONFIG_KEY, CONFIG_MOUNT, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT, config_map_data,
     proxy_config,
@@ -112,7 +113,8 @@ pub async fn run(client: Client, identity: &str, telemetry: Arc<Telemetry>) {
         telemetry,
     });
     Controller::new(policies, watcher::Config::default())
-        .owns(config_maps, watcher::Config::default())
+        // Only the ConfigMaps we render, not every ConfigMap of the cluster.
+        .owns(config_maps, watcher::Config::default().labels(POLICY_LABEL))
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -232,10 +234,7 @@ async fn apply_config_map(
             name: Some(name.clone()),
             namespace: Some(namespace.to_owned()),
             owner_references: policy.controller_owner_ref(&()).map(|o| vec![o]),
-            labels: Some(BTreeMap::from([(
-                "claimcheck.dev/policy".to_owned(),
-                policy.name_any(),
-            )])),
+            labels: Some(BTreeMap::from([(POLICY_LABEL.to_owned(), policy.name_any())])),
             ..ObjectMeta::default()
         },
         data: Some(config_map_data(&policy.spec, janitor_days)?),

@@ -67,12 +67,3 @@ pub fn role(namespace: &str) -> Role {
         rules: Some(vec![rule("", "secrets", &["get", "create", "update"])]),
     }
 }
-
-/// The ClusterRole and the Role, as one YAML stream (deploy/rbac.yaml).
-pub fn rbac_yaml(namespace: &str) -> Result<String, serde_yaml::Error> {
-    Ok(format!(
-        "{}---\n{}",
-        serde_yaml::to_string(&cluster_role())?,
-        serde_yaml::to_string(&role(namespace))?
-    ))
-}

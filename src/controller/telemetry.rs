@@ -120,6 +120,11 @@ impl Telemetry {
         self.webhook.store(WEBHOOK_READY, Ordering::Relaxed);
     }
 
+    /// Shutting down: the Service should stop sending admissions here.
+    pub fn set_webhook_not_ready(&self) {
+        self.webhook.store(WEBHOOK_STARTING, Ordering::Relaxed);
+    }
+
     pub fn webhook_ready(&self) -> bool {
         self.webhook.load(Ordering::Relaxed) == WEBHOOK_READY
     }
@@ -128,7 +133,8 @@ impl Telemetry {
         self.ready.load(Ordering::Relaxed) && self.webhook.load(Ordering::Relaxed) != WEBHOOK_STARTING
     }
 
-    fn encode(&self) -> String {
+    /// The metrics, in Prometheus' text format.
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -17,6 +17,7 @@ use crate::controller::{CONFIG_MOUNT, CREDENTIALS_MOUNT, TLS_MOUNT, config_map_n
 use crate::policy::PayloadStoragePolicy;
 
 pub use settings::{Defaults, Settings};
+pub use sidecar::{locked_down, probe};
 
 /// The label that opts a pod in, naming the policy.
 pub const POLICY_LABEL: &str = "claimcheck.dev/policy";
@@ -49,6 +50,22 @@ pub enum Refusal {
         "the pod already has a container named {SIDECAR:?} that claimcheck did not inject: rename that container, or remove the {POLICY_LABEL} label"
     )]
     NameTaken,
+    #[error(
+        "the pod already has a volume named {0:?}, a name claimcheck uses: rename that volume, or remove the {POLICY_LABEL} label"
+    )]
+    VolumeTaken(String),
+    #[error(
+        "container {container:?} uses port {port}, which the proxy needs: set annotation {annotation} to a free port"
+    )]
+    PortTaken {
+        container: String,
+        port: u16,
+        annotation: &'static str,
+    },
+    #[error(
+        "driver {driver:?} stores payloads in {dir}, but no container of the pod mounts a volume there: mount one, so that the proxy can share it"
+    )]
+    NoFileVolume { driver: String, dir: String },
     #[error("annotation {annotation}: {value:?} {why}")]
     BadAnnotation {
         annotation: String,
@@ -66,16 +83,21 @@ pub fn inject(pod: &Pod, policy: &PayloadStoragePolicy, defaults: &Defaults) -> 
     let Some(spec) = &pod.spec else {
         return Ok(Outcome::Skip("the pod has no spec".into()));
     };
-    if !annotations.contains_key(INJECTED) && all_containers(spec).any(|c| c.name == SIDECAR) {
-        return Err(Refusal::NameTaken);
+    if !annotations.contains_key(INJECTED) {
+        refuse_taken_names(spec)?;
     }
     let settings = Settings::resolve(annotations, &policy.spec.sidecar, defaults)?;
+    refuse_taken_ports(spec, &settings)?;
+    let file_mounts = file_store_mounts(spec, policy)?;
     let mut desired = pod.clone();
     let spec = desired.spec.get_or_insert_default();
-    let file_mounts = file_store_mounts(spec, policy);
+    // Ours from an earlier pass go: what the policy says now is put back below.
     spec.containers.retain(|c| c.name != SIDECAR);
     if let Some(init) = &mut spec.init_containers {
         init.retain(|c| c.name != SIDECAR);
+    }
+    if let Some(volumes) = &mut spec.volumes {
+        volumes.retain(|v| !is_ours(&v.name));
     }
     if annotations.get(INJECT_ADDRESS).is_none_or(|v| v != "false") {
         let address = format!("localhost:{}", settings.port);
@@ -90,9 +112,7 @@ pub fn inject(pod: &Pod, policy: &PayloadStoragePolicy, defaults: &Defaults) -> 
     } else {
         spec.containers.insert(0, container);
     }
-    for volume in volumes(policy) {
-        set_volume(spec, volume);
-    }
+    spec.volumes.get_or_insert_default().extend(volumes(policy));
     desired
         .annotations_mut()
         .insert(INJECTED.into(), injected_by(policy));
@@ -112,6 +132,44 @@ fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
+}
+
+/// Every volume claimcheck adds is named `claimcheck-...`.
+fn is_ours(volume: &str) -> bool {
+    volume.starts_with("claimcheck-")
+}
+
+fn refuse_taken_names(spec: &PodSpec) -> Result<(), Refusal> {
+    if all_containers(spec).any(|c| c.name == SIDECAR) {
+        return Err(Refusal::NameTaken);
+    }
+    match spec.volumes.iter().flatten().find(|v| is_ours(&v.name)) {
+        Some(volume) => Err(Refusal::VolumeTaken(volume.name.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The pod's network is shared: a container on the proxy's port would stop it starting.
+fn refuse_taken_ports(spec: &PodSpec, settings: &Settings) -> Result<(), Refusal> {
+    let ours = [
+        (settings.port, settings::PORT),
+        (settings.metrics_port, settings::METRICS_PORT_ANNOTATION),
+    ];
+    for container in all_containers(spec).filter(|c| c.name != SIDECAR) {
+        for declared in container.ports.iter().flatten() {
+            if let Some((port, annotation)) = ours
+                .iter()
+                .find(|(p, _)| i32::from(*p) == declared.container_port)
+            {
+                return Err(Refusal::PortTaken {
+                    container: container.name.clone(),
+                    port: *port,
+                    annotation,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Secrets the sidecar mounts, by volume name: each driver's credentials, Temporal's TLS.
@@ -173,37 +231,40 @@ fn mounts(policy: &PayloadStoragePolicy, file_mounts: Vec<VolumeMount>) -> Vec<V
 
 /// A `file://` store is a volume the pod already mounts in an app container: the sidecar
 /// gets the same mount, writable, so that both see one directory.
-fn file_store_mounts(spec: &PodSpec, policy: &PayloadStoragePolicy) -> Vec<VolumeMount> {
-    let dirs: Vec<&str> = policy
-        .spec
-        .drivers
-        .iter()
-        .filter_map(|d| d.url.strip_prefix("file://"))
-        .collect();
-    let mut found: BTreeMap<String, VolumeMount> = BTreeMap::new();
-    let app_mounts = spec
+fn file_store_mounts(spec: &PodSpec, policy: &PayloadStoragePolicy) -> Result<Vec<VolumeMount>, Refusal> {
+    let app_mounts: Vec<&VolumeMount> = spec
         .containers
         .iter()
         .filter(|c| c.name != SIDECAR)
-        .flat_map(|c| c.volume_mounts.iter().flatten());
-    for mount in app_mounts {
-        let covers = |dir: &&str| {
-            let base = mount.mount_path.trim_end_matches('/');
-            *dir == base || dir.starts_with(&format!("{base}/"))
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .collect();
+    let mut found: BTreeMap<String, VolumeMount> = BTreeMap::new();
+    for driver in &policy.spec.drivers {
+        let Some(dir) = driver.url.strip_prefix("file://") else {
+            continue;
         };
-        if dirs.iter().any(covers) {
-            found
-                .entry(mount.mount_path.clone())
-                .or_insert_with(|| VolumeMount {
-                    read_only: None,
-                    ..mount.clone()
-                });
-        }
+        let covers = |mount: &&&VolumeMount| {
+            let base = mount.mount_path.trim_end_matches('/');
+            dir == base || dir.starts_with(&format!("{base}/"))
+        };
+        let Some(mount) = app_mounts.iter().find(covers) else {
+            return Err(Refusal::NoFileVolume {
+                driver: driver.name.clone(),
+                dir: dir.to_owned(),
+            });
+        };
+        found
+            .entry(mount.mount_path.clone())
+            .or_insert_with(|| VolumeMount {
+                read_only: None,
+                ..(*mount).clone()
+            });
     }
-    found.into_values().collect()
+    Ok(found.into_values().collect())
 }
 
-/// Sets `name` to `value`, replacing a value the container had.
+/// Sets `name` to `value`, replacing what the container had: every definition of it, as
+/// the last of several is the one that counts.
 fn set_env(container: &mut Container, name: &str, value: &str) {
     let env = container.env.get_or_insert_default();
     let var = EnvVar {
@@ -211,23 +272,22 @@ fn set_env(container: &mut Container, name: &str, value: &str) {
         value: Some(value.into()),
         value_from: None,
     };
-    match env.iter_mut().find(|e| e.name == name) {
-        Some(existing) => *existing = var,
+    match env.iter().position(|e| e.name == name) {
+        Some(first) => {
+            env[first] = var;
+            let mut index = 0;
+            env.retain(|e| {
+                index += 1;
+                index - 1 == first || e.name != name
+            });
+        }
         None => env.push(var),
-    }
-}
-
-/// Adds `volume`, replacing ours of the same name from an earlier pass.
-fn set_volume(spec: &mut PodSpec, volume: Volume) {
-    let volumes = spec.volumes.get_or_insert_default();
-    match volumes.iter_mut().find(|v| v.name == volume.name) {
-        Some(existing) => *existing = volume,
-        None => volumes.push(volume),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::ContainerPort;
     use serde_json::json;
 
     use super::*;
@@ -344,6 +404,31 @@ mod tests {
     }
 
     #[test]
+    fn every_definition_of_the_address_is_replaced() {
+        let mut twice = pod(json!({}));
+        let env = twice.spec.as_mut().unwrap().containers[0].env.as_mut().unwrap();
+        env.push(EnvVar {
+            name: "OTHER".into(),
+            value: Some("kept".into()),
+            value_from: None,
+        });
+        env.push(env[0].clone());
+        let injected = injected(&twice, &Defaults::default());
+        let env = injected.spec.unwrap().containers[0].env.clone().unwrap();
+        let names: Vec<_> = env
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("TEMPORAL_ADDRESS", Some("localhost:7233")),
+                ("OTHER", Some("kept"))
+            ]
+        );
+    }
+
+    #[test]
     fn annotations_override_port_and_resources_and_opt_out_of_the_address() {
         let annotations = json!({
             settings::PORT: "7300",
@@ -390,6 +475,27 @@ mod tests {
             bad.to_string().contains("claimcheck.dev/proxy-cpu-request"),
             "{bad}"
         );
+
+        let mut volume = pod(json!({}));
+        volume.spec.as_mut().unwrap().volumes.as_mut().unwrap()[0].name = "claimcheck-config".into();
+        let refusal = inject(&volume, &policy(), &Defaults::default()).unwrap_err();
+        assert!(refusal.to_string().contains("rename that volume"), "{refusal}");
+
+        let mut port = pod(json!({}));
+        port.spec.as_mut().unwrap().containers[0].ports = Some(vec![ContainerPort {
+            container_port: 9090,
+            ..ContainerPort::default()
+        }]);
+        let refusal = inject(&port, &policy(), &Defaults::default()).unwrap_err();
+        assert!(
+            refusal.to_string().contains("claimcheck.dev/proxy-metrics-port"),
+            "{refusal}"
+        );
+
+        let mut unmounted = pod(json!({}));
+        unmounted.spec.as_mut().unwrap().containers[0].volume_mounts = None;
+        let refusal = inject(&unmounted, &policy(), &Defaults::default()).unwrap_err();
+        assert!(refusal.to_string().contains("/data/payloads"), "{refusal}");
 
         let skipped = inject(&pod(json!({INJECT: "false"})), &policy(), &Defaults::default()).unwrap();
         assert!(matches!(skipped, Outcome::Skip(why) if why.contains(INJECT)));

@@ -53,28 +53,35 @@ pub fn container(settings: &Settings, defaults: &Defaults, mounts: Vec<VolumeMou
         liveness_probe: Some(probe("/healthz", settings.metrics_port, 10, 3)),
         readiness_probe: Some(probe("/readyz", settings.metrics_port, 5, 3)),
         resources: Some(resources(&settings.resources)),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NONROOT),
-            run_as_group: Some(NONROOT),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(mounts),
         ..Container::default()
     }
 }
 
-fn probe(path: &str, port: u16, period_seconds: i32, failure_threshold: i32) -> Probe {
+/// Non-root, read-only root filesystem, no capabilities, seccomp RuntimeDefault: what
+/// the `restricted` Pod Security Standard asks, for the sidecar and the operator alike.
+pub fn locked_down() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NONROOT),
+        run_as_group: Some(NONROOT),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// An HTTP probe of `path` on `port`.
+pub fn probe(path: &str, port: u16, period_seconds: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),

@@ -97,8 +97,9 @@ pub struct TemporalTls {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DriverSpec {
-    /// Name of this tier, unique within the policy (for example hot or cold).
-    #[schemars(length(max = 63))]
+    /// Name of this tier, unique within the policy (for example hot or cold). At most 40
+    /// characters: the sidecar's volume for its credentials is named after it.
+    #[schemars(length(max = 40))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("driver name must be a DNS label"))]
     pub name: String,
     /// Where payloads are stored: s3://bucket/prefix/, gs://bucket/prefix/,

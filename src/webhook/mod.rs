@@ -4,6 +4,7 @@
 
 mod certs;
 mod configuration;
+mod patch;
 mod server;
 
 use std::sync::Arc;
@@ -127,7 +128,7 @@ fn pod_name(pod: &Pod) -> String {
 }
 
 fn diff(pod: &Pod, desired: &Pod) -> Result<json_patch::Patch, serde_json::Error> {
-    Ok(json_patch::diff(
+    Ok(patch::patch(
         &serde_json::to_value(pod)?,
         &serde_json::to_value(desired)?,
     ))

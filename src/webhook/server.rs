@@ -11,7 +11,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -19,6 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::Admission;
@@ -30,6 +31,14 @@ use crate::policy::PayloadStoragePolicy;
 
 /// An AdmissionReview of a pod is well under the API server's 3 MiB request limit.
 const MAX_REVIEW_BYTES: usize = 4 << 20;
+/// The API server sends a review at once and waits at most its webhook timeout (5 s):
+/// a client slower than this is not the API server.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 512;
+/// After SIGTERM the replica reports not ready and serves this long, so that the Service
+/// stops sending it admissions before it stops answering them.
+const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
@@ -59,10 +68,14 @@ pub async fn run(
     .reflect(writer)
     .applied_objects()
     .for_each(|_| async {});
-    let watch = tokio::spawn(watch);
+    let _watch = Owned(tokio::spawn(watch));
     let (serving, managed) = first_certificate(&client, &options).await?;
     let serving = Arc::new(serving);
-    let keeper = tokio::spawn(keep_certificate(client.clone(), options.clone(), serving.clone()));
+    let _keeper = Owned(tokio::spawn(keep_certificate(
+        client.clone(),
+        options.clone(),
+        serving.clone(),
+    )));
     policies.wait_until_ready().await?;
     let reporter = Reporter {
         controller: "claimcheck-webhook".to_owned(),
@@ -85,28 +98,52 @@ pub async fn run(
         .with_cert_resolver(serving);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     tracing::info!(address = %listener.local_addr()?, "webhook listening");
-    tokio::select! {
-        () = accept(listener, TlsAcceptor::from(Arc::new(tls)), admission) => {}
-        () = crate::shutdown::signal() => {}
-    }
-    watch.abort();
-    keeper.abort();
+    let _server = Owned(tokio::spawn(accept(
+        listener,
+        TlsAcceptor::from(Arc::new(tls)),
+        admission,
+    )));
+    crate::shutdown::signal().await;
+    telemetry.set_webhook_not_ready();
+    tokio::time::sleep(DRAIN).await;
     Ok(())
 }
 
+/// A task that stops when its owner does (the webhook's run is aborted or returns).
+struct Owned(tokio::task::JoinHandle<()>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn accept(listener: TcpListener, acceptor: TlsAcceptor, admission: Arc<Admission>) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "webhook cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
         };
         let (acceptor, admission) = (acceptor.clone(), admission.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let _permit = permit;
+            let Ok(Ok(tls)) = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |request| answer(admission.clone(), request));
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(CLIENT_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "webhook connection closed");
             }
@@ -130,12 +167,16 @@ async fn answer(
     if request.method() != Method::POST || request.uri().path() != PATH {
         return reply(StatusCode::NOT_FOUND, b"{}".to_vec());
     }
-    let body = match Limited::new(request.into_body(), MAX_REVIEW_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+    let body = Limited::new(request.into_body(), MAX_REVIEW_BYTES).collect();
+    let body = match tokio::time::timeout(CLIENT_TIMEOUT, body).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(e)) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        Err(_) => {
+            return reply(
+                StatusCode::REQUEST_TIMEOUT,
+                b"the review did not arrive in time".to_vec(),
+            );
+        }
     };
     let review = match serde_json::from_slice(&body) {
         Ok(review) => review,

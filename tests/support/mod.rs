@@ -232,3 +232,19 @@ pub fn run_scenario(proxy: &str, server_port: u16, size: usize, expect: Expect) 
     assert!(out.status.success(), "{size} bytes, {expect}: {report}");
     assert!(report.contains("passed"), "{report}");
 }
+
+/// The reasons of the Events about policy `name`, oldest first.
+pub async fn event_reasons(client: &kube::Client, name: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), "default");
+    let mut about: Vec<Event> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    about.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+    about.into_iter().filter_map(|e| e.reason).collect()
+}
