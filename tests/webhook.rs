@@ -5,114 +5,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claimcheck::controller::Telemetry;
-use claimcheck::inject::{Defaults, SIDECAR};
+use claimcheck::inject::SIDECAR;
 use claimcheck::policy::PayloadStoragePolicy;
-use claimcheck::webhook::{CertSource, ClientConfig, WebhookOptions};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt};
 use support::cluster::{Cluster, Store};
-use support::{DevServer, Expect};
+use support::webhook::{OPERATOR_NAMESPACE, TLS_SECRET, containers, install, pod, policy, start_webhook};
+use support::{DevServer, Expect, golden};
 
 const WAIT: Duration = Duration::from_secs(60);
-const OPERATOR_NAMESPACE: &str = "claimcheck-system";
-const TLS_SECRET: &str = "claimcheck-webhook-tls";
-
-async fn install(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &PayloadStoragePolicy::crd())
-        .await
-        .unwrap();
-    let established = await_condition(
-        crds,
-        "payloadstoragepolicies.claimcheck.dev",
-        conditions::is_crd_established(),
-    );
-    tokio::time::timeout(WAIT, established).await.unwrap().unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for name in [OPERATOR_NAMESPACE, "default"] {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        // `default` may exist already.
-        let _ = namespaces.create(&PostParams::default(), &namespace).await;
-    }
-}
-
-/// The webhook, served in this process on a loopback port the API server dials.
-async fn start_webhook(client: &Client, lifetime: Duration) -> (tokio::task::JoinHandle<()>, Arc<Telemetry>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let options = WebhookOptions {
-        client_config: ClientConfig::Url(format!("https://127.0.0.1:{port}")),
-        certs: CertSource::Managed {
-            namespace: OPERATOR_NAMESPACE.into(),
-            name: TLS_SECRET.into(),
-            lifetime,
-            dns_names: vec!["127.0.0.1".into()],
-        },
-        manage_configuration: true,
-        operator_namespace: OPERATOR_NAMESPACE.into(),
-        identity: "test".into(),
-        defaults: Defaults {
-            image: "ghcr.io/claimcheck/claimcheck:test".into(),
-            ..Defaults::default()
-        },
-    };
-    let telemetry = Arc::new(Telemetry::default());
-    let webhook = tokio::spawn({
-        let (client, telemetry) = (client.clone(), telemetry.clone());
-        async move {
-            if let Err(e) = claimcheck::webhook::run(client, listener, options, telemetry).await {
-                panic!("the webhook stopped: {e:#}");
-            }
-        }
-    });
-    let started = Instant::now();
-    while !telemetry.webhook_ready() {
-        assert!(started.elapsed() < WAIT, "the webhook did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (webhook, telemetry)
-}
-
-/// A policy on the store at `url` (the webhook itself never reaches the store).
-fn policy(server: &DevServer, url: &str) -> PayloadStoragePolicy {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": "billing", "namespace": "default"},
-        "spec": {
-            "temporal": {"address": format!("127.0.0.1:{}", server.port), "namespace": "default"},
-            "drivers": [{"name": "hot", "url": url, "credentialsSecretRef": {"name": "store-creds"}}],
-            "lifecycle": {"retention": "1d", "manage": false},
-        },
-    }))
-    .unwrap()
-}
-
-fn pod(name: &str, namespace: &str, policy: Option<&str>) -> Pod {
-    let labels = policy.map(|p| BTreeMap::from([("claimcheck.dev/policy".to_owned(), p.to_owned())]));
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            // No token volume with a random name: the stored spec stays comparable.
-            "automountServiceAccountToken": false,
-            "containers": [{"name": "worker", "image": "worker:1"}],
-        },
-    }))
-    .unwrap()
-}
 
 fn secret(name: &str, env: &BTreeMap<String, String>) -> Secret {
     Secret {
@@ -127,34 +31,6 @@ fn secret(name: &str, env: &BTreeMap<String, String>) -> Secret {
         ),
         ..Secret::default()
     }
-}
-
-/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` writes it instead.
-fn golden(name: &str, value: &impl serde::Serialize) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let yaml = serde_yaml::to_string(value).unwrap();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &yaml).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        yaml,
-        expected,
-        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
-        path.display()
-    );
-}
-
-fn containers(pod: &Pod) -> Vec<String> {
-    let spec = pod.spec.as_ref().unwrap();
-    spec.init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .map(|c| c.name.clone())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,7 +54,10 @@ async fn labelled_pods_get_the_sidecar_which_runs_and_follows_its_policy() {
     policies
         .create(
             &PostParams::default(),
-            &policy(&server, &cluster.url(Store::S3, "billing/")),
+            &policy(
+                &format!("127.0.0.1:{}", server.port),
+                &cluster.url(Store::S3, "billing/"),
+            ),
         )
         .await
         .unwrap();
@@ -399,14 +278,16 @@ impl Sidecar {
 #[tokio::test(flavor = "multi_thread")]
 async fn admissions_keep_succeeding_across_certificate_renewals() {
     let cluster = Cluster::up("kube");
-    let server = DevServer::start().await;
     let client = cluster.kube().await;
     install(&client).await;
     let lifetime = Duration::from_secs(6);
-    let (_webhook, telemetry) = start_webhook(&client, lifetime).await;
+    let (_webhook, _) = start_webhook(&client, lifetime).await;
     let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     policies
-        .create(&PostParams::default(), &policy(&server, "s3://payloads/"))
+        .create(
+            &PostParams::default(),
+            &policy("127.0.0.1:7233", "s3://payloads/"),
+        )
         .await
         .unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
@@ -434,63 +315,20 @@ async fn admissions_keep_succeeding_across_certificate_renewals() {
     let last = serving(secrets.get(TLS_SECRET).await.unwrap());
     assert_ne!(first, last, "the serving certificate was renewed");
     println!("{admitted} admissions across a renewal, none refused");
-
-    // Latency of 1,000 admissions through the API server, with and without the webhook.
-    let latencies = |labelled: bool| {
-        let pods = pods.clone();
-        let dry_run = dry_run.clone();
-        async move {
-            let mut samples = Vec::with_capacity(1000);
-            for i in 0..1000 {
-                let pod = pod(&format!("timed-{i}"), "default", labelled.then_some("billing"));
-                let started = Instant::now();
-                pods.create(&dry_run, &pod).await.unwrap();
-                samples.push(started.elapsed());
-            }
-            samples.sort();
-            (samples[499], samples[989])
-        }
-    };
-    let (plain_p50, plain_p99) = latencies(false).await;
-    let (injected_p50, injected_p99) = latencies(true).await;
-    println!(
-        "1000 pod admissions via the API server: p50 {injected_p50:?} / p99 {injected_p99:?} with the webhook, p50 {plain_p50:?} / p99 {plain_p99:?} without"
-    );
-    let metrics = telemetry.encode();
-    println!(
-        "the webhook's own handling of {admitted}+1000 admissions: p50 <= {} s, p99 <= {} s (histogram bucket bounds)",
-        bucket_bound(&metrics, 0.5),
-        bucket_bound(&metrics, 0.99)
-    );
-}
-
-/// The upper bound of the admission-latency bucket that holds quantile `q`.
-fn bucket_bound(metrics: &str, q: f64) -> String {
-    let buckets: Vec<(String, f64)> = metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("claimcheck_controller_admission_seconds_bucket{le=\""))
-        .filter_map(|rest| {
-            let (bound, count) = rest.split_once("\"} ")?;
-            Some((bound.to_owned(), count.parse().ok()?))
-        })
-        .collect();
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    buckets
-        .into_iter()
-        .find(|(_, count)| *count >= q * total)
-        .map_or_else(|| "?".to_owned(), |(bound, _)| bound)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_webhook_stopped_labelled_pods_are_refused_and_others_created() {
     let cluster = Cluster::up("kube");
-    let server = DevServer::start().await;
     let client = cluster.kube().await;
     install(&client).await;
     let (webhook, _) = start_webhook(&client, Duration::from_secs(3600)).await;
     let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     policies
-        .create(&PostParams::default(), &policy(&server, "s3://payloads/"))
+        .create(
+            &PostParams::default(),
+            &policy("127.0.0.1:7233", "s3://payloads/"),
+        )
         .await
         .unwrap();
     webhook.abort();
@@ -509,4 +347,68 @@ async fn with_the_webhook_stopped_labelled_pods_are_refused_and_others_created()
         .await
         .unwrap();
     assert_eq!(containers(&plain), ["worker"]);
+}
+
+/// `claimcheck controller`, the binary: health, metrics and the webhook on one replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_command_serves_the_webhook_health_and_metrics() {
+    let cluster = Cluster::up("kube");
+    let client = cluster.kube().await;
+    install(&client).await;
+    let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    policies
+        .create(
+            &PostParams::default(),
+            &policy("127.0.0.1:7233", "s3://payloads/"),
+        )
+        .await
+        .unwrap();
+    let (webhook, health) = (support::free_port(), support::free_port());
+    let args: Vec<String> = [
+        "controller",
+        "--identity",
+        "replica-a",
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--webhook-url",
+        &format!("https://127.0.0.1:{webhook}"),
+        "--webhook-listen",
+        &format!("127.0.0.1:{webhook}"),
+        "--health-listen",
+        &format!("127.0.0.1:{health}"),
+    ]
+    .map(String::from)
+    .into();
+    let env = BTreeMap::from([("KUBECONFIG".to_owned(), cluster.var("KUBECONFIG").to_owned())]);
+    let _operator = support::spawn_with_env(env!("CARGO_BIN_EXE_claimcheck"), &args, &env);
+    let readyz = format!("http://127.0.0.1:{health}/readyz");
+    let started = Instant::now();
+    while !reqwest::get(&readyz).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(started.elapsed() < WAIT, "the replica did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let admitted = pods
+        .create(&dry_run, &pod("worker", "default", Some("billing")))
+        .await
+        .unwrap();
+    assert_eq!(containers(&admitted), [SIDECAR, "worker"]);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{health}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("claimcheck_controller_admissions_total{allowed=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("claimcheck_controller_reconciliations_total"),
+        "{metrics}"
+    );
 }

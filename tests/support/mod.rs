@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod cluster;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -247,4 +248,22 @@ pub async fn event_reasons(client: &kube::Client, name: &str) -> Vec<String> {
         .collect();
     about.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
     about.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` writes it instead.
+pub fn golden(name: &str, value: &impl serde::Serialize) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let yaml = serde_yaml::to_string(value).unwrap();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &yaml).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        yaml,
+        expected,
+        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
 }
