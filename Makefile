@@ -32,7 +32,7 @@ demo: build
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" tests/e2e/demo.py
 
 ## Each figure next to its baseline, in one run (design §8 targets).
-bench: build
+bench: build env-install
 	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" CLAIMCHECK_BIN=$(BIN) $(CARGO) bench --locked
 
 fmt:

@@ -40,7 +40,7 @@ pub struct TlsFiles {
     pub server_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriverConfig {
     /// `file:///dir`, `s3://bucket/prefix/`, `gs://bucket/prefix/`, `az://container/prefix/`.
@@ -63,6 +63,20 @@ pub struct DriverConfig {
     /// under this driver's prefix once it is this many days old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after_days: Option<u64>,
+}
+
+/// Never the options' values: they hold the mounted credentials.
+impl std::fmt::Debug for DriverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverConfig")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .field("min_bytes", &self.min_bytes)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .field("credentials_dir", &self.credentials_dir)
+            .field("expire_after_days", &self.expire_after_days)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

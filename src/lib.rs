@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod deploy;
 pub mod driver;
+pub mod events;
 pub mod frame;
 pub mod inject;
 pub mod lifecycle;

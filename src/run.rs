@@ -180,10 +180,11 @@ async fn follow(
     mut stores: Stores,
 ) {
     let mut last_error = None;
+    let mut rejected: Option<ProxyConfig> = None;
     loop {
         tokio::time::sleep(RELOAD_EVERY).await;
         let next = match source() {
-            Ok(next) if next == stores.config => continue,
+            Ok(next) if next == stores.config || rejected.as_ref() == Some(&next) => continue,
             Ok(next) => next,
             Err(e) => {
                 let message = format!("{e:#}");
@@ -201,7 +202,7 @@ async fn follow(
             Ok((transformer, opened)) => {
                 proxy.replace_transformer(transformer);
                 stores = opened;
-                last_error = None;
+                (last_error, rejected) = (None, None);
                 tracing::info!(
                     threshold_bytes = next.threshold_bytes,
                     drivers = next.drivers.len(),
@@ -209,7 +210,8 @@ async fn follow(
                 );
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot apply the changed configuration; keeping the running one")
+                tracing::warn!(error = %format!("{e:#}"), "cannot apply the changed configuration; keeping the running one");
+                rejected = Some(next);
             }
         }
     }

@@ -22,7 +22,7 @@ struct Cli {
     log_format: String,
     /// Runtime worker threads; defaults to the number of CPUs. A sidecar usually wants 1-2.
     #[arg(long, global = true, env = "CLAIMCHECK_WORKER_THREADS")]
-    worker_threads: Option<usize>,
+    worker_threads: Option<std::num::NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,7 +52,7 @@ pub fn main() -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.worker_threads {
-        runtime.worker_threads(threads);
+        runtime.worker_threads(threads.get());
     }
     runtime.enable_all().build()?.block_on(async {
         match cli.command {

@@ -40,7 +40,7 @@ pub struct ControllerArgs {
     #[arg(long)]
     webhook_url: Option<String>,
     /// The Secret (in --namespace) that holds the webhook's CA and serving certificate.
-    #[arg(long, default_value = "claimcheck-webhook-tls")]
+    #[arg(long, default_value = crate::controller::WEBHOOK_SECRET)]
     webhook_secret: String,
     /// Lifetime of the serving certificate; it is renewed with a third left.
     #[arg(long, default_value = "90d")]

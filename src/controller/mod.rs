@@ -21,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -35,7 +35,7 @@ use status::READY;
 
 pub use evaluate::drivers as open_drivers;
 pub use leader::{Election, run as run_elected};
-pub use rbac::{CLUSTER_ROLE, cluster_role, role};
+pub use rbac::{CLUSTER_ROLE, WEBHOOK_SECRET, cluster_role, role};
 pub use render::{
     CONFIG_KEY, CONFIG_MOUNT, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT, config_map_data,
     proxy_config,
@@ -163,7 +163,8 @@ async fn cleanup<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> R
         .await
         .map_err(Error::Rules)?;
     let note = "the policy's bucket rules are removed; stored payloads are kept";
-    publish(ctx, policy, EventType::Normal, "RulesRemoved", note).await;
+    let kind = (EventType::Normal, "RulesRemoved", "Delete");
+    crate::events::publish(&ctx.recorder, policy, kind, note).await;
     Ok(Action::await_change())
 }
 
@@ -199,27 +200,13 @@ async fn announce<W: World>(policy: &PayloadStoragePolicy, evaluation: &Evaluati
     } else {
         EventType::Warning
     };
-    publish(ctx, policy, type_, &now.reason, &now.message).await;
-}
-
-async fn publish<W: World>(
-    ctx: &Context<W>,
-    policy: &PayloadStoragePolicy,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        // The Events API caps a note at 1 KiB.
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "cannot publish an Event");
-    }
+    crate::events::publish(
+        &ctx.recorder,
+        policy,
+        (type_, &now.reason, "Reconcile"),
+        &now.message,
+    )
+    .await;
 }
 
 async fn apply_config_map(

@@ -56,7 +56,11 @@ pub fn cluster_role() -> ClusterRole {
     }
 }
 
-/// What the operator may do in its own namespace only: keep the webhook's certificate.
+/// The Secret of the webhook's CA and certificate, in the operator's namespace.
+pub const WEBHOOK_SECRET: &str = "claimcheck-webhook-tls";
+
+/// What the operator may do in its own namespace only: keep the webhook's certificate
+/// (create cannot be limited to a name; reading and replacing are).
 pub fn role(namespace: &str) -> Role {
     Role {
         metadata: ObjectMeta {
@@ -64,6 +68,12 @@ pub fn role(namespace: &str) -> Role {
             namespace: Some(namespace.to_owned()),
             ..ObjectMeta::default()
         },
-        rules: Some(vec![rule("", "secrets", &["get", "create", "update"])]),
+        rules: Some(vec![
+            rule("", "secrets", &["create"]),
+            PolicyRule {
+                resource_names: Some(vec![WEBHOOK_SECRET.to_owned()]),
+                ..rule("", "secrets", &["get", "update"])
+            },
+        ]),
     }
 }

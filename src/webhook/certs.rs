@@ -49,9 +49,11 @@ const TLS_CERT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
 /// When the serving certificate expires (Unix seconds), so that renewal needs no X.509 parser.
 const NOT_AFTER: &str = "claimcheck.dev/not-after";
+/// The names it is for, comma-separated.
+const DNS_NAMES: &str = "claimcheck.dev/dns-names";
 
 /// The CA and serving certificate, as PEM.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Certificates {
     pub ca_pem: String,
     ca_key_pem: String,
@@ -59,6 +61,18 @@ pub struct Certificates {
     pub key_pem: String,
     /// Unix seconds.
     pub not_after: u64,
+    /// The names the serving certificate is for; a change calls for a new one.
+    pub dns_names: Vec<String>,
+}
+
+/// Never the keys.
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field("not_after", &self.not_after)
+            .field("dns_names", &self.dns_names)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unix(time: SystemTime) -> u64 {
@@ -121,13 +135,15 @@ impl Certificates {
             cert_pem,
             key_pem: key.serialize_pem(),
             not_after,
+            dns_names: dns_names.to_vec(),
         })
     }
 
-    /// Whether less than a third of `lifetime` is left.
-    pub fn due(&self, lifetime: Duration) -> bool {
+    /// Whether a new serving certificate is due: less than a third of `lifetime` is left,
+    /// or the webhook is now reached by other names.
+    pub fn due(&self, lifetime: Duration, dns_names: &[String]) -> bool {
         let left = self.not_after.saturating_sub(unix(SystemTime::now()));
-        Duration::from_secs(left) < lifetime / 3
+        Duration::from_secs(left) < lifetime / 3 || self.dns_names != dns_names
     }
 
     pub fn to_secret(&self, namespace: &str, name: &str) -> Secret {
@@ -144,10 +160,10 @@ impl Certificates {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(namespace.to_owned()),
-                annotations: Some(BTreeMap::from([(
-                    NOT_AFTER.to_owned(),
-                    self.not_after.to_string(),
-                )])),
+                annotations: Some(BTreeMap::from([
+                    (NOT_AFTER.to_owned(), self.not_after.to_string()),
+                    (DNS_NAMES.to_owned(), self.dns_names.join(",")),
+                ])),
                 ..ObjectMeta::default()
             },
             type_: Some("kubernetes.io/tls".to_owned()),
@@ -160,18 +176,15 @@ impl Certificates {
     pub fn from_secret(secret: &Secret) -> Option<Self> {
         let data = secret.data.as_ref()?;
         let text = |key: &str| String::from_utf8(data.get(key)?.0.clone()).ok();
+        let annotations = secret.metadata.annotations.as_ref()?;
+        let dns_names = annotations.get(DNS_NAMES)?;
         Some(Certificates {
             ca_pem: text(CA_CERT)?,
             ca_key_pem: text(CA_KEY)?,
             cert_pem: text(TLS_CERT)?,
             key_pem: text(TLS_KEY)?,
-            not_after: secret
-                .metadata
-                .annotations
-                .as_ref()?
-                .get(NOT_AFTER)?
-                .parse()
-                .ok()?,
+            not_after: annotations.get(NOT_AFTER)?.parse().ok()?,
+            dns_names: dns_names.split(',').map(str::to_owned).collect(),
         })
     }
 }
@@ -220,10 +233,14 @@ mod tests {
     fn a_renewed_certificate_keeps_the_ca_and_survives_the_secret() {
         let names = vec!["claimcheck-webhook.claimcheck-system.svc".to_owned()];
         let first = Certificates::issue(&names, Duration::from_secs(90)).unwrap();
-        assert!(!first.due(Duration::from_secs(90)));
+        assert!(!first.due(Duration::from_secs(90), &names));
         assert!(
-            first.due(Duration::from_secs(300)),
+            first.due(Duration::from_secs(300), &names),
             "less than a third of 300 s is left"
+        );
+        assert!(
+            first.due(Duration::from_secs(90), &["elsewhere".to_owned()]),
+            "new names"
         );
         let renewed = first.renewed(&names, Duration::from_secs(90)).unwrap();
         assert_eq!(renewed.ca_pem, first.ca_pem);

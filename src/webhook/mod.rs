@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 
 use crate::inject::{Defaults, Outcome, POLICY_LABEL, inject};
 use crate::policy::PayloadStoragePolicy;
@@ -61,59 +61,36 @@ impl Admission {
                 "pod {namespace}/{pod_name} names PayloadStoragePolicy {name:?} (label {POLICY_LABEL}), which does not exist in namespace {namespace}: create it, or fix the label"
             ));
         };
-        let outcome = match inject(pod, &policy, &self.defaults) {
-            Ok(outcome) => outcome,
-            Err(refusal) => return response.deny(format!("pod {namespace}/{pod_name}: {refusal}")),
-        };
-        let (patch, event) = match outcome {
-            Outcome::Inject(desired) => match diff(pod, &desired) {
-                Ok(patch) => (
-                    patch,
-                    (
-                        "Injected",
-                        format!("proxy injected into pod {namespace}/{pod_name}"),
-                    ),
-                ),
-                Err(e) => return response.deny(format!("pod {namespace}/{pod_name}: {e}")),
+        let note = |what: &str| format!("pod {namespace}/{pod_name}: {what}");
+        let patch = match inject(pod, &policy, &self.defaults) {
+            Err(refusal) => return response.deny(note(&refusal.to_string())),
+            Ok(Outcome::Skip(why)) => {
+                let skipped = note(&format!("left alone: {why}"));
+                self.announce(&policy, request.dry_run, "InjectionSkipped", skipped);
+                return response;
+            }
+            Ok(Outcome::Inject(desired)) => match diff(pod, &desired) {
+                Ok(patch) => patch,
+                Err(e) => return response.deny(note(&e.to_string())),
             },
-            Outcome::Skip(why) => (
-                json_patch::Patch(Vec::new()),
-                (
-                    "InjectionSkipped",
-                    format!("pod {namespace}/{pod_name} left alone: {why}"),
-                ),
-            ),
         };
-        let changed = !patch.0.is_empty();
-        if changed || event.0 == "InjectionSkipped" {
-            self.announce(&policy, request.dry_run, event);
-        }
-        if !changed {
+        if patch.0.is_empty() {
             return response;
         }
-        match response.with_patch(patch) {
-            Ok(response) => response,
-            Err(e) => AdmissionResponse::from(request).deny(format!("pod {namespace}/{pod_name}: {e}")),
-        }
+        self.announce(&policy, request.dry_run, "Injected", note("proxy injected"));
+        response
+            .with_patch(patch)
+            .unwrap_or_else(|e| AdmissionResponse::from(request).deny(note(&e.to_string())))
     }
 
     /// Events are published off the admission's path; a dry run has no side effects.
-    fn announce(&self, policy: &PayloadStoragePolicy, dry_run: bool, (reason, note): (&str, String)) {
+    fn announce(&self, policy: &PayloadStoragePolicy, dry_run: bool, reason: &'static str, note: String) {
         let Some(recorder) = self.recorder.clone().filter(|_| !dry_run) else {
             return;
         };
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Admit".to_owned(),
-            secondary: None,
-        };
-        let reference = policy.object_ref(&());
+        let policy = policy.clone();
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, "cannot publish an Event");
-            }
+            crate::events::publish(&recorder, &policy, (EventType::Normal, reason, "Admit"), &note).await;
         });
     }
 }

@@ -275,7 +275,7 @@ async fn sync_secret(client: &Client, options: &WebhookOptions) -> anyhow::Resul
         let existing = api.get_opt(name).await?;
         let current = existing.as_ref().and_then(Certificates::from_secret);
         let next = match &current {
-            Some(certs) if !certs.due(*lifetime) => return Ok(certs.clone()),
+            Some(certs) if !certs.due(*lifetime, dns_names) => return Ok(certs.clone()),
             Some(certs) => certs.renewed(dns_names, *lifetime)?,
             None => Certificates::issue(dns_names, *lifetime)?,
         };
