@@ -130,8 +130,8 @@ async fn labelled_pods_get_the_sidecar_which_runs_and_follows_its_policy() {
     // The sidecar, materialised from the stored pod, runs the real proxy.
     let root = tempfile::tempdir().unwrap();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let rendered = wait_for_config(&config_maps, |_| true).await;
-    let sidecar = Sidecar::materialise(&stored, &rendered, &env, root.path());
+    wait_for_config(&config_maps, |_| true).await;
+    let sidecar = Sidecar::materialise(&stored, &client, root.path()).await;
     let _proxy = sidecar.start();
     let address = sidecar.worker_address(&stored);
     support::run_scenario(&address, server.port, 512 * 1024, Expect::Offloaded);
@@ -180,8 +180,10 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    fn materialise(pod: &Pod, rendered: &str, secret_env: &BTreeMap<String, String>, root: &Path) -> Sidecar {
+    /// Each mounted ConfigMap and Secret, read from the API server, written at its mount path.
+    async fn materialise(pod: &Pod, client: &kube::Client, root: &Path) -> Sidecar {
         let spec = pod.spec.as_ref().unwrap();
+        let namespace = pod.metadata.namespace.as_deref().unwrap();
         let container = spec
             .init_containers
             .iter()
@@ -198,13 +200,25 @@ impl Sidecar {
                 .flatten()
                 .find(|v| v.name == mount.name)
                 .unwrap();
-            if volume.config_map.is_some() {
-                std::fs::write(dir.join("proxy.yaml"), rendered).unwrap();
-                config_dir = Some(dir);
-            } else if volume.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("store-creds") {
-                for (key, value) in secret_env {
-                    std::fs::write(dir.join(key), value).unwrap();
-                }
+            let files: BTreeMap<String, Vec<u8>> = if let Some(source) = &volume.config_map {
+                config_dir = Some(dir.clone());
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                let data = api.get(&source.name).await.unwrap().data.unwrap_or_default();
+                data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+            } else if let Some(source) = &volume.secret {
+                let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                let secret = api.get(source.secret_name.as_deref().unwrap()).await.unwrap();
+                secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            for (key, value) in files {
+                std::fs::write(dir.join(key), value).unwrap();
             }
         }
         let args = container
