@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use support::cluster::Cluster;
-use support::webhook::{admission_quantile, install, pod, policy, start_webhook};
+use support::webhook::{admission_quantile, pod, webhook_with_policy};
 
 const ADMISSIONS: usize = 1000;
 const BLOCK: usize = 100;
@@ -39,20 +38,12 @@ fn quantiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 fn main() {
     claimcheck::tls::install_crypto_provider();
-    let cluster = Cluster::up("kube");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let client = cluster.kube().await;
-        install(&client).await;
-        let (_webhook, telemetry) = start_webhook(&client, Duration::from_secs(3600)).await;
-        let policies: Api<claimcheck::policy::PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-        policies
-            .create(&PostParams::default(), &policy("127.0.0.1:7233", "s3://payloads/"))
-            .await
-            .expect("policy");
+        let (_cluster, client, _webhook, telemetry) = webhook_with_policy(Duration::from_secs(3600)).await;
         let pods: Api<Pod> = Api::namespaced(client, "default");
         let (mut warm, mut injected, mut plain) = (Vec::new(), Vec::new(), Vec::new());
         block(&pods, true, 0, &mut warm).await;

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub store_seconds: Family<OpLabel, Histogram>,
     /// Whole proxied calls, in seconds, by method name.
     pub rpc_seconds: Family<MethodLabel, Histogram>,
+    pub config_reloads: Counter,
+    pub config_rejections: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -56,6 +58,8 @@ impl Metrics {
             errors: Family::default(),
             store_seconds: Family::new_with_constructor(latency_histogram),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
+            config_reloads: Counter::default(),
+            config_rejections: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -95,6 +99,16 @@ impl Metrics {
             m.store_seconds.clone(),
         );
         registry.register("rpc_seconds", "Proxied call latency", m.rpc_seconds.clone());
+        registry.register(
+            "config_reloads",
+            "Changed configurations put in place without a restart",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_rejections",
+            "Changed configurations that could not be read or applied (the running one is kept)",
+            m.config_rejections.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -201,6 +201,7 @@ async fn follow(
         match open_stores(&next, schema.clone(), metrics.clone()) {
             Ok((transformer, opened)) => {
                 proxy.replace_transformer(transformer);
+                metrics.config_reloads.inc();
                 stores = opened;
                 (last_error, rejected) = (None, None);
                 tracing::info!(
@@ -211,6 +212,7 @@ async fn follow(
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "cannot apply the changed configuration; keeping the running one");
+                metrics.config_rejections.inc();
                 rejected = Some(next);
             }
         }

@@ -9,7 +9,6 @@ use claimcheck::config::ProxyConfig;
 use claimcheck::controller::CLUSTER_ROLE;
 use claimcheck::controller::{CONFIG_KEY, config_map_name};
 use claimcheck::policy::PayloadStoragePolicy;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -60,18 +59,24 @@ fn policy(name: &str, server: &DevServer, spec: serde_json::Value) -> PayloadSto
 }
 
 fn secret(env: &BTreeMap<String, String>) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some("store-creds".into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            env.iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
-                .collect(),
-        ),
-        ..Secret::default()
+    support::secret("store-creds", env)
+}
+
+/// Deletes the policies and waits until their finalizers have let them go.
+async fn delete(api: &Api<PayloadStoragePolicy>, names: &[&str]) {
+    for name in names {
+        api.delete(name, &Default::default()).await.unwrap();
     }
+    let gone = async {
+        for name in names {
+            while api.get_opt(name).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("the policies are deleted");
 }
 
 fn condition<'p>(policy: &'p PayloadStoragePolicy, type_: &str) -> Option<&'p claimcheck::policy::Condition> {
@@ -339,15 +344,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     );
 
     // Deleting the policy passes through the finalizer and leaves the objects.
-    api.delete("billing", &Default::default()).await.unwrap();
-    let gone = async {
-        while api.get_opt("billing").await.unwrap().is_some() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, gone)
-        .await
-        .expect("the policy is deleted");
+    delete(&api, &["billing"]).await;
     controller.abort();
 }
 
@@ -525,20 +522,8 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
         "{}",
         conflict.message
     );
-    api.delete("billing-copy", &Default::default()).await.unwrap();
-
     // Deleting the policy removes its rule only; the objects stay.
-    api.delete("billing", &Default::default()).await.unwrap();
-    let gone = async {
-        while api.get_opt("billing").await.unwrap().is_some()
-            || api.get_opt("billing-copy").await.unwrap().is_some()
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, gone)
-        .await
-        .expect("the policies are deleted");
+    delete(&api, &["billing-copy", "billing"]).await;
     assert_eq!(
         summary(rules.rules().await.unwrap()),
         vec![("keep-me".to_owned(), "other/".to_owned(), 7)]
@@ -619,15 +604,7 @@ async fn managed_gcs_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     let other = (vec!["other/".to_owned()], 7);
     assert_eq!(gcs_rules(&cluster).await, vec![ours, other.clone()]);
 
-    api.delete("billing", &Default::default()).await.unwrap();
-    let gone = async {
-        while api.get_opt("billing").await.unwrap().is_some() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, gone)
-        .await
-        .expect("the policy is deleted");
+    delete(&api, &["billing"]).await;
     assert_eq!(gcs_rules(&cluster).await, vec![other], "only our rule went");
     controller.abort();
 }

@@ -9,29 +9,15 @@ use std::time::{Duration, Instant};
 
 use claimcheck::inject::SIDECAR;
 use claimcheck::policy::PayloadStoragePolicy;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use support::cluster::{Cluster, Store};
-use support::webhook::{OPERATOR_NAMESPACE, TLS_SECRET, containers, install, pod, policy, start_webhook};
+use support::webhook::{
+    OPERATOR_NAMESPACE, TLS_SECRET, containers, install, pod, policy, start_webhook, webhook_with_policy,
+};
 use support::{DevServer, Expect, golden};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn secret(name: &str, env: &BTreeMap<String, String>) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            env.iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
-                .collect(),
-        ),
-        ..Secret::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn labelled_pods_get_the_sidecar_which_runs_and_follows_its_policy() {
@@ -47,7 +33,7 @@ async fn labelled_pods_get_the_sidecar_which_runs_and_follows_its_policy() {
     ));
     let env = cluster.user_env(Store::S3);
     Api::<Secret>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &secret("store-creds", &env))
+        .create(&PostParams::default(), &support::secret("store-creds", &env))
         .await
         .unwrap();
     let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
@@ -146,10 +132,26 @@ async fn labelled_pods_get_the_sidecar_which_runs_and_follows_its_policy() {
     let rendered = wait_for_config(&config_maps, |yaml| yaml.contains("thresholdBytes: 1048576")).await;
     sidecar.remount_config(&rendered);
     let reloaded = Instant::now();
-    // The proxy reads its file every 2 s: the first scenario after that sees the new threshold.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = sidecar.metrics_url();
+    while !reqwest::get(&metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("claimcheck_config_reloads_total 1")
+    {
+        assert!(
+            reloaded.elapsed() < WAIT,
+            "the proxy did not reload its configuration"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "threshold change picked up {:?} after the file changed",
+        reloaded.elapsed()
+    );
     support::run_scenario(&address, server.port, 512 * 1024, Expect::Inline);
-    println!("threshold change picked up within {:?}", reloaded.elapsed());
     controller.abort();
 }
 
@@ -281,6 +283,13 @@ impl Sidecar {
         address
     }
 
+    /// The proxy's metrics, on the port of its `--metrics-listen`.
+    fn metrics_url(&self) -> String {
+        let at = self.args.iter().position(|a| a == "--metrics-listen").unwrap();
+        let port = self.args[at + 1].rsplit(':').next().unwrap();
+        format!("http://127.0.0.1:{port}/metrics")
+    }
+
     /// What the kubelet does when a ConfigMap changes: a new file swapped in atomically.
     fn remount_config(&self, rendered: &str) {
         let next = self.config_dir.join(".proxy.yaml.next");
@@ -291,19 +300,8 @@ impl Sidecar {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admissions_keep_succeeding_across_certificate_renewals() {
-    let cluster = Cluster::up("kube");
-    let client = cluster.kube().await;
-    install(&client).await;
     let lifetime = Duration::from_secs(6);
-    let (_webhook, _) = start_webhook(&client, lifetime).await;
-    let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-    policies
-        .create(
-            &PostParams::default(),
-            &policy("127.0.0.1:7233", "s3://payloads/"),
-        )
-        .await
-        .unwrap();
+    let (_cluster, client, _webhook, _) = webhook_with_policy(lifetime).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let serving = |s: Secret| s.data.unwrap()["tls.crt"].0.clone();
     let first = serving(secrets.get(TLS_SECRET).await.unwrap());
@@ -333,18 +331,7 @@ async fn admissions_keep_succeeding_across_certificate_renewals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_webhook_stopped_labelled_pods_are_refused_and_others_created() {
-    let cluster = Cluster::up("kube");
-    let client = cluster.kube().await;
-    install(&client).await;
-    let (webhook, _) = start_webhook(&client, Duration::from_secs(3600)).await;
-    let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-    policies
-        .create(
-            &PostParams::default(),
-            &policy("127.0.0.1:7233", "s3://payloads/"),
-        )
-        .await
-        .unwrap();
+    let (_cluster, client, webhook, _) = webhook_with_policy(Duration::from_secs(3600)).await;
     webhook.abort();
     let _ = webhook.await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -425,4 +412,71 @@ async fn the_controller_command_serves_the_webhook_health_and_metrics() {
         metrics.contains("claimcheck_controller_reconciliations_total"),
         "{metrics}"
     );
+}
+
+/// With cert-manager: the webhook serves the certificate files it is given and leaves the
+/// MutatingWebhookConfiguration (with its CA) to the chart and cert-manager's CA injector.
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_from_files_serve_as_cert_manager_would_give_them() {
+    use claimcheck::webhook::{
+        CertSource, Certificates, ClientConfig, WebhookOptions, mutating_webhook_configuration,
+    };
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let cluster = Cluster::up("kube");
+    let client = cluster.kube().await;
+    install(&client).await;
+    Api::<PayloadStoragePolicy>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &policy("127.0.0.1:7233", "s3://payloads/"),
+        )
+        .await
+        .unwrap();
+    // What cert-manager would write into the mounted Secret.
+    let issued = Certificates::issue(&["127.0.0.1".to_owned()], Duration::from_secs(3600)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &issued.key_pem).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = ClientConfig::Url(format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    ));
+    let options = WebhookOptions {
+        client_config: url.clone(),
+        certs: CertSource::Files(dir.path().to_owned()),
+        manage_configuration: false,
+        operator_namespace: OPERATOR_NAMESPACE.into(),
+        identity: "test".into(),
+        defaults: claimcheck::inject::Defaults::default(),
+    };
+    let telemetry = std::sync::Arc::new(claimcheck::controller::Telemetry::default());
+    let _webhook = tokio::spawn(claimcheck::webhook::run(
+        client.clone(),
+        listener,
+        options,
+        telemetry.clone(),
+    ));
+    // The chart's configuration, its caBundle injected.
+    let configuration = mutating_webhook_configuration(&url, Some(&issued.ca_pem), OPERATOR_NAMESPACE);
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !telemetry.webhook_ready() {
+        assert!(started.elapsed() < WAIT, "the webhook did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    assert!(
+        secrets.get_opt(TLS_SECRET).await.unwrap().is_none(),
+        "no certificate of its own"
+    );
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let admitted = pods
+        .create(&PostParams::default(), &pod("worker", "default", Some("billing")))
+        .await
+        .unwrap();
+    assert_eq!(containers(&admitted), [SIDECAR, "worker"]);
 }

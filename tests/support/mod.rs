@@ -267,3 +267,19 @@ pub fn golden(name: &str, value: &impl serde::Serialize) {
         path.display()
     );
 }
+
+/// A Secret whose keys and values are `env`.
+pub fn secret(name: &str, env: &BTreeMap<String, String>) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            env.iter()
+                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}

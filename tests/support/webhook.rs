@@ -85,6 +85,30 @@ pub async fn start_webhook(
     (webhook, telemetry)
 }
 
+/// A cluster (API server and etcd) with the webhook serving and policy `billing` in place.
+pub async fn webhook_with_policy(
+    lifetime: Duration,
+) -> (
+    super::cluster::Cluster,
+    Client,
+    tokio::task::JoinHandle<()>,
+    Arc<Telemetry>,
+) {
+    let cluster = super::cluster::Cluster::up("kube");
+    let client = cluster.kube().await;
+    install(&client).await;
+    let (webhook, telemetry) = start_webhook(&client, lifetime).await;
+    let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    policies
+        .create(
+            &PostParams::default(),
+            &policy("127.0.0.1:7233", "s3://payloads/"),
+        )
+        .await
+        .unwrap();
+    (cluster, client, webhook, telemetry)
+}
+
 /// Policy `billing` in `default`, for Temporal at `temporal`, on the store at `url` (the
 /// webhook itself reaches neither).
 pub fn policy(temporal: &str, url: &str) -> PayloadStoragePolicy {
