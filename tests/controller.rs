@@ -246,16 +246,8 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .await
         .unwrap();
     let (policy, _) = until(&api, "Ready False", |p| ready(p, "False")).await;
-    let reason = condition(&policy, "Ready").unwrap();
-    assert_eq!(reason.reason, "ProbeFailed");
-    assert!(
-        reason
-            .message
-            .contains(&format!("s3://{}/billing/", cluster.var("S3_BUCKET"))),
-        "{}",
-        reason.message
-    );
-    assert!(!reason.message.contains("not-the-secret"));
+    let reason = probe_failed_on_the_bucket(&policy, &cluster);
+    assert!(!reason.contains("not-the-secret"));
 
     // `claimcheck probe --policy` reads the policy and its Secret from the cluster.
     let report = probe_in_cluster(&cluster, "billing");
@@ -282,15 +274,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let (policy, took) = until(&api, "Ready False with MinIO stopped", |p| ready(p, "False")).await;
     println!("store stopped -> Ready False in {took:?}");
     assert!(took < Duration::from_secs(12), "{took:?}");
-    let stopped = condition(&policy, "Ready").unwrap();
-    assert_eq!(stopped.reason, "ProbeFailed");
-    assert!(
-        stopped
-            .message
-            .contains(&format!("s3://{}/billing/", cluster.var("S3_BUCKET"))),
-        "{}",
-        stopped.message
-    );
+    probe_failed_on_the_bucket(&policy, &cluster);
     cluster.restart("minio");
     until(&api, "Ready after MinIO restarted", |p| ready(p, "True")).await;
 
@@ -346,6 +330,15 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     // Deleting the policy passes through the finalizer and leaves the objects.
     delete(&api, &["billing"]).await;
     controller.abort();
+}
+
+/// Ready is False because the probe failed, and says on which object; the message.
+fn probe_failed_on_the_bucket(policy: &PayloadStoragePolicy, cluster: &Cluster) -> String {
+    let ready = condition(policy, "Ready").unwrap();
+    assert_eq!(ready.reason, "ProbeFailed");
+    let object = format!("s3://{}/billing/", cluster.var("S3_BUCKET"));
+    assert!(ready.message.contains(&object), "{}", ready.message);
+    ready.message.clone()
 }
 
 /// The days of the billing policy's rule on the bucket, read back with the S3 API.

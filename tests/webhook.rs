@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use support::cluster::{Cluster, Store};
 use support::webhook::{
-    OPERATOR_NAMESPACE, TLS_SECRET, containers, install, pod, policy, start_webhook, webhook_with_policy,
+    OPERATOR_NAMESPACE, TLS_SECRET, cluster_with_policy, containers, install, pod, policy, start_webhook,
+    webhook_with_policy,
 };
 use support::{DevServer, Expect, golden};
 
@@ -353,17 +354,7 @@ async fn with_the_webhook_stopped_labelled_pods_are_refused_and_others_created()
 /// `claimcheck controller`, the binary: health, metrics and the webhook on one replica.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_controller_command_serves_the_webhook_health_and_metrics() {
-    let cluster = Cluster::up("kube");
-    let client = cluster.kube().await;
-    install(&client).await;
-    let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-    policies
-        .create(
-            &PostParams::default(),
-            &policy("127.0.0.1:7233", "s3://payloads/"),
-        )
-        .await
-        .unwrap();
+    let (cluster, client) = cluster_with_policy().await;
     let (webhook, health) = (support::free_port(), support::free_port());
     let args: Vec<String> = [
         "controller",
@@ -422,16 +413,7 @@ async fn certificates_from_files_serve_as_cert_manager_would_give_them() {
         CertSource, Certificates, ClientConfig, WebhookOptions, mutating_webhook_configuration,
     };
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    let cluster = Cluster::up("kube");
-    let client = cluster.kube().await;
-    install(&client).await;
-    Api::<PayloadStoragePolicy>::namespaced(client.clone(), "default")
-        .create(
-            &PostParams::default(),
-            &policy("127.0.0.1:7233", "s3://payloads/"),
-        )
-        .await
-        .unwrap();
+    let (_cluster, client) = cluster_with_policy().await;
     // What cert-manager would write into the mounted Secret.
     let issued = Certificates::issue(&["127.0.0.1".to_owned()], Duration::from_secs(3600)).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -85,7 +85,7 @@ pub async fn start_webhook(
     (webhook, telemetry)
 }
 
-/// A cluster (API server and etcd) with the webhook serving and policy `billing` in place.
+/// As [`cluster_with_policy`], with the webhook serving.
 pub async fn webhook_with_policy(
     lifetime: Duration,
 ) -> (
@@ -94,10 +94,16 @@ pub async fn webhook_with_policy(
     tokio::task::JoinHandle<()>,
     Arc<Telemetry>,
 ) {
+    let (cluster, client) = cluster_with_policy().await;
+    let (webhook, telemetry) = start_webhook(&client, lifetime).await;
+    (cluster, client, webhook, telemetry)
+}
+
+/// A cluster (API server and etcd) with the CRD and policy `billing` in place.
+pub async fn cluster_with_policy() -> (super::cluster::Cluster, Client) {
     let cluster = super::cluster::Cluster::up("kube");
     let client = cluster.kube().await;
     install(&client).await;
-    let (webhook, telemetry) = start_webhook(&client, lifetime).await;
     let policies: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     policies
         .create(
@@ -106,7 +112,7 @@ pub async fn webhook_with_policy(
         )
         .await
         .unwrap();
-    (cluster, client, webhook, telemetry)
+    (cluster, client)
 }
 
 /// Policy `billing` in `default`, for Temporal at `temporal`, on the store at `url` (the
