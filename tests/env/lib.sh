@@ -17,12 +17,14 @@ GCP_STORAGE_EMULATOR_BIN="$cache/gcp-storage-emulator-$GCP_STORAGE_EMULATOR_VERS
 AZURITE_BLOB_JS="$cache/azurite-$AZURITE_VERSION/node_modules/azurite/dist/src/blob/main.js"
 HELM_BIN="$cache/helm-$HELM_VERSION/bin/helm"
 KUBECTL_BIN="$cache/kubectl-$KUBECTL_VERSION/bin/kubectl"
+CRANE_BIN="$cache/crane-$CRANE_VERSION/bin/crane"
+KUBECONFORM_BIN="$cache/kubeconform-$KUBECONFORM_VERSION/bin/kubeconform"
 
 # Prints the paths above as sourceable NAME=value lines.
 print_paths() {
     local name
     for name in KUBE_APISERVER_BIN ETCD_BIN MINIO_BIN FAKE_GCS_SERVER_BIN GCP_STORAGE_EMULATOR_BIN \
-        AZURITE_BLOB_JS HELM_BIN KUBECTL_BIN; do
+        AZURITE_BLOB_JS HELM_BIN KUBECTL_BIN CRANE_BIN KUBECONFORM_BIN; do
         printf '%s=%q\n' "$name" "${!name}"
     done
 }
