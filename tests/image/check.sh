@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# The container image as its users meet it (issue 10, section 1):
+#   1. image/build.sh builds it with no daemon, and a second build gives the same digest;
+#   2. its configuration: linux/amd64, user 65532:65532, entrypoint /usr/local/bin/claimcheck,
+#      OCI labels with Cargo.toml's version, the git revision, the licence and the source;
+#   3. its one layer holds exactly the binary, the libraries `ldd` names, the CA bundle and
+#      /etc/{nsswitch.conf,passwd,group}, all regular files: no shell, no package manager;
+#   4. unpacked, it runs `claimcheck --version` and `claimcheck crd` chrooted as 65532:65532 in
+#      an empty environment, so the libraries it carries suffice;
+#   5. pushed to a loopback registry and pulled back, its digest is unchanged;
+#   6. the Containerfile, built by Debian's buildah (vfs storage, chroot isolation), gives the same
+#      configuration and files, and runs too.
+# Needs the release binary (CLAIMCHECK_BIN, default $CARGO_TARGET_DIR/release/claimcheck) and
+# root (chroot). Ends with `N passed, M failed`.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../image/lib.sh"
+
+root="$(cd "$here/../.." && pwd)"
+bin="${CLAIMCHECK_BIN:-${CARGO_TARGET_DIR:-$cache/target}/release/claimcheck}"
+[[ -x "$bin" ]] || die "no binary at $bin: run \`cargo build --release --locked\` first"
+((EUID == 0)) || die "run as root: the image is run with chroot"
+"$env_dir/debian.sh" buildah
+use_crane
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)"
+revision="$(git -C "$root" rev-parse HEAD)"
+
+work="$(mktemp -d)"
+REGISTRY_PID=""
+trap '[[ -z "$REGISTRY_PID" ]] || kill "$REGISTRY_PID" 2>/dev/null; rm -rf "$work"' EXIT
+passed=0 failed=0
+
+check() { # NAME COMMAND...: one check; its output is shown, a failure counted
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@"; then
+        echo "ok   $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        failed=$((failed + 1))
+    fi
+}
+
+oci() { python3 "$here/oci.py" "$@"; }
+
+# The same text, or a diff.
+same() { # EXPECTED ACTUAL (strings)
+    diff <(echo "$1") <(echo "$2")
+}
+
+# --- The image built by image/build.sh (crane) ---
+
+# IMAGE_DIR OUT, IMAGE optional: builds, and prints the seconds it took on stderr.
+build() {
+    local out=$1 start=$EPOCHREALTIME
+    IMAGE_DIR=$out CLAIMCHECK_BIN=$bin "$root/image/build.sh"
+    echo "build time: $(awk "BEGIN {printf \"%.1f\", $EPOCHREALTIME - $start}") s"
+}
+
+reproducible() {
+    build "$work/again" >/dev/null 2>&1 &&
+        same "$(oci "$work/built/oci" digest)" "$(oci "$work/again/oci" digest)"
+}
+
+# LAYOUT: the configuration a runtime reads, as every user expects it.
+configured() {
+    local summary
+    summary="$(oci "$1" summary)" || return 1
+    echo "$summary"
+    same "$(printf '%s\n' \
+        'entrypoint=["/usr/local/bin/claimcheck"]' \
+        'cmd=null' \
+        "label.org.opencontainers.image.licenses=Apache-2.0" \
+        "label.org.opencontainers.image.revision=$revision" \
+        "label.org.opencontainers.image.source=https://github.com/claimcheck/claimcheck" \
+        "label.org.opencontainers.image.title=claimcheck" \
+        "label.org.opencontainers.image.version=$version" \
+        'platform=linux/amd64' \
+        'user=65532:65532' | LC_ALL=C sort)" "$(grep -v '^label.org.opencontainers.image.description=' <<<"$summary")" &&
+        grep -q '^label.org.opencontainers.image.description=..' <<<"$summary"
+}
+
+# LAYOUT: every entry of its layers but directories, as "TYPE PATH" (TYPE from tar -tv: - is a
+# regular file, l a symlink, h a hard link).
+layer_entries() {
+    local layer
+    for layer in $(oci "$1" layers); do
+        tar -tvf "$layer" | awk '$1 !~ /^d/ {print substr($1, 1, 1), $NF}'
+    done | sed 's| \./| |; s| /| |' | LC_ALL=C sort
+}
+
+# LAYOUT: the layer is exactly the binary, its libraries and four files, all regular files.
+holds_only_what_it_needs() {
+    local expected actual
+    expected="$({
+        echo usr/local/bin/claimcheck
+        libraries "$bin" | sed 's|^/||'
+        printf '%s\n' etc/ssl/certs/ca-certificates.crt etc/nsswitch.conf etc/passwd etc/group
+    } | sed 's|^|- |' | LC_ALL=C sort)"
+    actual="$(layer_entries "$1")"
+    echo "$actual"
+    same "$expected" "$actual" && ! grep -qE ' (bin|usr/bin)/(sh|bash|dash|apt|apt-get|dpkg)$' <<<"$actual"
+}
+
+# LAYOUT DIR: the layers unpacked into DIR, as a runtime lays them out.
+unpack() {
+    local layer
+    mkdir -p "$2"
+    for layer in $(oci "$1" layers); do
+        tar -xf "$layer" -C "$2" || return 1
+    done
+}
+
+# ROOTFS ARGS...: the entrypoint as the runtime starts it, with nothing from this machine.
+run_in() {
+    local rootfs=$1
+    shift
+    env -i "$(command -v chroot)" --userspec=65532:65532 --groups=65532 "$rootfs" /usr/local/bin/claimcheck "$@"
+}
+
+# LAYOUT: runs from its own files alone, as 65532.
+runs() {
+    local rootfs out
+    rootfs="$work/rootfs-$(basename "$(dirname "$1")")"
+    unpack "$1" "$rootfs" || return 1
+    out="$(run_in "$rootfs" --version)" || return 1
+    echo "claimcheck --version: $out"
+    same "claimcheck $version" "$out" || return 1
+    out="$(run_in "$rootfs" crd)" || return 1
+    head -n 3 <<<"$out"
+    grep -q '^kind: CustomResourceDefinition$' <<<"$out" && grep -q 'name: payloadstoragepolicies.claimcheck.dev' <<<"$out"
+}
+
+pushed_and_pulled() {
+    local built pushed
+    built="$(oci "$work/built/oci" digest)"
+    pushed="$("$CRANE" digest "$REGISTRY/claimcheck:test")" || return 1
+    "$CRANE" pull --format oci "$REGISTRY/claimcheck:test" "$work/pulled/oci" || return 1
+    echo "built $built, in the registry $pushed, pulled back $(oci "$work/pulled/oci" digest)"
+    same "$built" "$pushed" && same "$built" "$(oci "$work/pulled/oci" digest)"
+}
+
+# --- The Containerfile, built by buildah ---
+
+buildah_() {
+    TMPDIR="$work/tmp" buildah --storage-driver vfs --root "$work/buildah/root" --runroot "$work/buildah/run" "$@"
+}
+
+buildah_builds() {
+    local args
+    mkdir -p "$work/tmp"
+    args="$("$root/image/build.sh" --context "$work/context")" || return 1
+    # shellcheck disable=SC2086 # the --build-arg flags, split on purpose
+    buildah_ build --isolation chroot --identity-label=false -f "$root/Containerfile" $args \
+        -t localhost/claimcheck:test "$work/context" &&
+        buildah_ push --quiet localhost/claimcheck:test "oci:$work/buildah/oci"
+}
+
+same_as_crane() {
+    same "$(oci "$work/built/oci" summary)" "$(oci "$work/buildah/oci" summary)" &&
+        same "$(layer_entries "$work/built/oci")" "$(layer_entries "$work/buildah/oci")"
+}
+
+# --- Run ---
+
+echo "ldd $bin:"
+ldd "$bin"
+start_registry "$work/registry.log"
+IMAGE="$REGISTRY/claimcheck:test" check "image/build.sh builds the image and pushes it" build "$work/built"
+if ((failed)); then
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+check "a second build gives the same digest" reproducible
+check "configuration: linux/amd64, 65532:65532, entrypoint, OCI labels" configured "$work/built/oci"
+check "the layer is the binary, its ldd libraries and 4 files" holds_only_what_it_needs "$work/built/oci"
+check "the image runs claimcheck as 65532 from its own files" runs "$work/built/oci"
+check "pushed to a loopback registry and pulled back, same digest" pushed_and_pulled
+check "buildah builds the Containerfile" buildah_builds
+check "the buildah image has the same configuration and files" same_as_crane
+check "the buildah image runs claimcheck as 65532 too" runs "$work/buildah/oci"
+layer="$(oci "$work/built/oci" layers)"
+echo "image size: layer $(stat -c %s "$layer") bytes compressed, $(gzip -dc "$layer" | wc -c) bytes uncompressed"
+echo "$passed passed, $failed failed"
+((failed == 0))
