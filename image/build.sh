@@ -91,7 +91,9 @@ image_config_flags() {
     while IFS= read -r line; do
         [[ "$line" =~ ^([^=]+)=\"(.*)\"$ ]] || die "Containerfile: LABEL $line is not key=\"value\""
         key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+        # shellcheck disable=SC2016 # the Containerfile's own ${VERSION}, literally
         value=${value//'${VERSION}'/$version}
+        # shellcheck disable=SC2016
         value=${value//'${REVISION}'/$revision}
         echo "--label=$key=$value"
     done < <(containerfile_value LABEL)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by image/build.sh and tests/image/check.sh: the binary's libraries, crane, and a
 # throwaway loopback registry.
 # shellcheck source=../tests/env/lib.sh

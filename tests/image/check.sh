@@ -7,8 +7,10 @@
 #      /etc/{nsswitch.conf,passwd,group}, all regular files: no shell, no package manager;
 #   4. unpacked, it runs `claimcheck --version` and `claimcheck crd` chrooted as 65532:65532 in
 #      an empty environment, so the libraries it carries suffice;
-#   5. pushed to a loopback registry and pulled back, its digest is unchanged;
-#   6. the Containerfile, built by Debian's buildah (vfs storage, chroot isolation), gives the same
+#   5. TLS trusts the image's own CA bundle: a store with a CA outside it is refused before any
+#      request, and reached once that CA is appended to the bundle;
+#   6. pushed to a loopback registry and pulled back, its digest is unchanged;
+#   7. the Containerfile, built by Debian's buildah (vfs storage, chroot isolation), gives the same
 #      configuration and files, and runs too.
 # Needs the release binary (CLAIMCHECK_BIN, default $CARGO_TARGET_DIR/release/claimcheck) and
 # root (chroot). Ends with `N passed, M failed`.
@@ -26,8 +28,15 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)"
 revision="$(git -C "$root" rev-parse HEAD)"
 
 work="$(mktemp -d)"
-REGISTRY_PID=""
-trap '[[ -z "$REGISTRY_PID" ]] || kill "$REGISTRY_PID" 2>/dev/null; rm -rf "$work"' EXIT
+REGISTRY_PID="" TLS_SERVER_PID=""
+cleanup() {
+    local pid
+    for pid in $REGISTRY_PID $TLS_SERVER_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 passed=0 failed=0
 
 check() { # NAME COMMAND...: one check; its output is shown, a failure counted
@@ -133,6 +142,50 @@ runs() {
     grep -q '^kind: CustomResourceDefinition$' <<<"$out" && grep -q 'name: payloadstoragepolicies.claimcheck.dev' <<<"$out"
 }
 
+# DIR: a CA and a certificate for 127.0.0.1 that it signed (rustls takes no self-signed leaf).
+make_certificates() {
+    local dir=$1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=claimcheck-test-ca \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+            -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -days 1 \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n') \
+            -out "$dir/server.pem" 2>/dev/null
+}
+
+# ROOTFS: the image's TLS clients trust its CA bundle and only it. `claimcheck probe` writes to an
+# S3 store over HTTPS on loopback; the server records each request that passed the handshake.
+trusts_its_ca_bundle() {
+    local rootfs=$1 dir="$work/tls" port="" i
+    mkdir -p "$dir"
+    make_certificates "$dir" || return 1
+    python3 "$here/tls_server.py" "$dir/server.pem" "$dir/server.key" >"$dir/requests" 2>"$dir/server.log" &
+    TLS_SERVER_PID=$!
+    for ((i = 0; i < 50 && ${#port} == 0; i++)); do
+        sleep 0.1
+        port="$(head -n 1 "$dir/requests")"
+    done
+    [[ -n "$port" ]] || { cat "$dir/server.log"; return 1; }
+    printf '%s\n' "apiVersion: claimcheck.dev/v1alpha1" "kind: PayloadStoragePolicy" \
+        "metadata: {name: tls, namespace: default}" "spec:" \
+        "  temporal: {address: '127.0.0.1:1', namespace: default}" "  thresholdBytes: 0" "  drivers:" \
+        "    - {name: tls, url: 's3://bucket/p/', options: {endpoint: 'https://127.0.0.1:$port', region: us-east-1, skip_signature: 'true'}}" \
+        >"$rootfs/policy.yaml"
+    run_in "$rootfs" probe -f /policy.yaml >"$dir/untrusted.out" 2>&1
+    if grep -q '^PUT ' "$dir/requests"; then
+        echo "a request got through with a CA that is not in the image's bundle"
+        return 1
+    fi
+    echo "CA not in the bundle: $(grep -m 1 'reason' "$dir/untrusted.out")"
+    # With no roots at all the S3 client is not even built ("cannot open store").
+    grep -q 'reason: store unavailable' "$dir/untrusted.out" || { cat "$dir/untrusted.out"; return 1; }
+    cat "$dir/ca.pem" >>"$rootfs/etc/ssl/certs/ca-certificates.crt"
+    run_in "$rootfs" probe -f /policy.yaml >"$dir/trusted.out" 2>&1
+    echo "CA appended to the bundle: the server got $(grep -m 1 '^PUT ' "$dir/requests" || echo nothing)"
+    grep -q '^PUT /bucket/p/' "$dir/requests"
+}
+
 pushed_and_pulled() {
     local built pushed
     built="$(oci "$work/built/oci" digest)"
@@ -177,6 +230,7 @@ check "a second build gives the same digest" reproducible
 check "configuration: linux/amd64, 65532:65532, entrypoint, OCI labels" configured "$work/built/oci"
 check "the layer is the binary, its ldd libraries and 4 files" holds_only_what_it_needs "$work/built/oci"
 check "the image runs claimcheck as 65532 from its own files" runs "$work/built/oci"
+check "TLS trusts the image's CA bundle, and only it" trusts_its_ca_bundle "$work/rootfs-built"
 check "pushed to a loopback registry and pulled back, same digest" pushed_and_pulled
 check "buildah builds the Containerfile" buildah_builds
 check "the buildah image has the same configuration and files" same_as_crane
