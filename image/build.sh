@@ -31,7 +31,7 @@ out="${IMAGE_DIR:-$target_dir/image}"
 # (openssl-probe's list); a Debian bundle holds every root, nothing else is read.
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)"
+version="$(package_version "$root")"
 revision="$(git -C "$root" rev-parse HEAD 2>/dev/null || true)"
 epoch="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}"
 
@@ -80,12 +80,21 @@ layer_tar() {
 # containerfile_value INSTRUCTION: the argument of each INSTRUCTION line of the Containerfile.
 containerfile_value() { sed -n "s/^$1 //p" "$containerfile"; }
 
+# The platform of the binary: cargo builds for the machine it runs on.
+platform() {
+    case "$(uname -m)" in
+    x86_64) echo linux/amd64 ;;
+    aarch64) echo linux/arm64 ;;
+    *) die "no OCI platform known for $(uname -m)" ;;
+    esac
+}
+
 # The configuration crane sets, from the Containerfile with its two build arguments filled in.
 image_config_flags() {
     local line key value entrypoint
     entrypoint="$(containerfile_value ENTRYPOINT |
         python3 -c 'import json,sys; print(",".join(json.load(sys.stdin)))')"
-    echo "--set-platform=linux/amd64"
+    echo "--set-platform=$(platform)"
     echo "--user=$(containerfile_value USER)"
     echo "--entrypoint=$entrypoint"
     while IFS= read -r line; do
@@ -111,10 +120,11 @@ build_context() {
 # The image goes through a throwaway in-memory registry on loopback: crane's append and mutate
 # work on registries, and `crane pull --format oci` then writes the layout.
 build_image() {
-    local ref config_flags
+    local ref flags config_flags layer_size
     work="$(mktemp -d)" REGISTRY_PID=""
     trap '[[ -z "$REGISTRY_PID" ]] || kill "$REGISTRY_PID" 2>/dev/null; rm -rf "$work"' EXIT
-    mapfile -t config_flags < <(image_config_flags)
+    flags="$(image_config_flags)"
+    mapfile -t config_flags <<<"$flags"
     stage_rootfs "$work/rootfs"
     layer_tar "$work/rootfs" "$work/layer.tar"
     start_registry "$work/registry.log"
@@ -128,9 +138,9 @@ build_image() {
         "$CRANE" copy "$ref" "$IMAGE"
         log "pushed $IMAGE"
     fi
-    log "built $out/oci: claimcheck $version, $("$CRANE" digest "$ref"), layer" \
-        "$(du -h --apparent-size "$work/layer.tar" | cut -f1) uncompressed," \
-        "$("$CRANE" manifest "$ref" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["size"])') bytes compressed"
+    layer_size="$("$CRANE" manifest "$ref" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["size"])')"
+    log "built $out/oci: claimcheck $version, $("$CRANE" digest "$ref"), one layer of" \
+        "$(numfmt --to=iec "$layer_size") ($(stat -c %s "$work/layer.tar" | numfmt --to=iec) uncompressed)"
 }
 
 case "${1:-}" in

@@ -4,6 +4,9 @@
 # shellcheck source=../tests/env/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/env/lib.sh"
 
+# package_version ROOT: the version of Cargo.toml's package, which the image is labelled with.
+package_version() { sed -n 's/^version = "\(.*\)"$/\1/p' "$1/Cargo.toml" | head -n 1; }
+
 # Installs crane from the Go module proxy if needed (tests/env/install.sh) and sets CRANE.
 use_crane() {
     [[ -n "${CRANE:-}" ]] && return 0

@@ -24,7 +24,7 @@ bin="${CLAIMCHECK_BIN:-${CARGO_TARGET_DIR:-$cache/target}/release/claimcheck}"
 ((EUID == 0)) || die "run as root: the image is run with chroot"
 "$env_dir/debian.sh" buildah
 use_crane
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)"
+version="$(package_version "$root")"
 revision="$(git -C "$root" rev-parse HEAD)"
 
 work="$(mktemp -d)"
