@@ -166,6 +166,8 @@ check "values: unknown nested key refused" refused "additional properties 'failu
 check "values: wrong type refused" refused "at '/replicaCount': got string, want integer" "$chart" --set-string replicaCount=two
 check "values: bad enum refused" refused "at '/webhook/failurePolicy': value must be one of" "$chart" \
     --set webhook.failurePolicy=Sometimes
+check "values: issuerRef without a name refused" refused "properties 'name' required" "$chart" \
+    --set certManager.enabled=true --set certManager.issuerRef.kind=ClusterIssuer
 check "values: global accepted" "$HELM_BIN" lint --strict "$chart" --set global.anything=1 --set global.image.registry=x
 check "helm package" package
 
