@@ -39,7 +39,9 @@ build_image() {
     local crane work registry_pid port ref
     crane="$("$src/../env/install.sh" crane | sed -n 's/^CRANE_BIN=//p')"
     work="$(mktemp -d)"
-    trap 'kill "$registry_pid" 2>/dev/null || true; rm -rf "$work"; trap - RETURN' RETURN
+    # build_image runs in the flock subshell: the trap fires when that ends, however it ends,
+    # after the function's locals are gone, so it holds their values.
+    trap "rm -rf '$work'" EXIT
     # Owned by root, readable and executable by the image's user; a fixed mtime keeps the
     # layer's digest a function of the binary alone.
     mkdir "$work/root" && cp "$out/worker" "$work/root/worker" && chmod 0755 "$work/root/worker"
@@ -47,6 +49,7 @@ build_image() {
     : >"$work/registry.log"
     "$crane" registry serve --address 127.0.0.1:0 2>"$work/registry.log" &
     registry_pid=$!
+    trap "kill $registry_pid 2>/dev/null; rm -rf '$work'" EXIT
     until port="$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/registry.log")" && [[ -n "$port" ]]; do
         kill -0 "$registry_pid" 2>/dev/null || die "crane registry exited: $(<"$work/registry.log")"
         sleep 0.1
