@@ -151,9 +151,8 @@ class Release:
         self.objects = [doc for doc in yaml.safe_load_all(pathlib.Path(rendered).read_text()) if doc]
         self.namespace = namespace
 
-    def all(self, kind, api_group=None):
-        return [o for o in self.objects if o["kind"] == kind
-                and (api_group is None or o["apiVersion"].split("/")[0] == api_group)]
+    def all(self, kind):
+        return [o for o in self.objects if o["kind"] == kind]
 
     def one(self, kind, name=None):
         """The object of KIND (named NAME); an AssertionError names what is there instead."""
@@ -212,9 +211,8 @@ def ident(obj):
 
 def selects(selector, labels):
     """Whether a matchLabels selector (or a Service's plain selector) selects LABELS."""
-    selector = selector.get("matchLabels", selector) if "matchExpressions" not in selector else None
-    assert selector, f"selector {selector} is not a plain matchLabels one"
-    return all(labels.get(k) == v for k, v in selector.items())
+    assert "matchExpressions" not in selector, f"{selector}: only matchLabels selectors are checked"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", selector).items())
 
 
 def check_no_certificates(release):
