@@ -2,9 +2,10 @@
 # The Helm chart's static checks (no cluster; the chart against the Rust types is
 # `cargo test --release --test chart`):
 #   1. helm lint --strict;
-#   2. helm template with each values file of tests/chart/values/, asserted on: no caBundle or
+#   2. no template generates or looks up a certificate (genCA, lookup), no crds/ folder; helm
+#      template with each values file of tests/chart/values/, asserted on: no caBundle or
 #      certificate, the CRD a template (kept iff crds.keep), the webhook configuration a release
-#      object, restricted pods, values honoured;
+#      object and no hook object left by helm uninstall, restricted pods, values honoured;
 #   3. every rendered object valid for kubeconform -strict against Kubernetes 1.35's schemas (PyPI
 #      kubernetes-validate) and the CRDs of cert-manager, Prometheus Operator (Go modules) and
 #      our own (the chart's);
@@ -23,7 +24,7 @@ root="$(cd "$env_dir/../.." && pwd)"
 here="$root/tests/chart"
 chart="$(cd "${1:-$root/charts/claimcheck}" && pwd)"
 namespace=claimcheck-system
-# kubernetes-validate 1.35.0 is the smallest release carrying v1.35.0-local-strict (18 MB).
+# kubernetes-validate 1.35.0: the first release with v1.35.0-local-strict, and the smallest (18 MB).
 k8s_version=1.35.0
 kubernetes_validate="kubernetes-validate==1.35.0 --hash=sha256:768909f0cea1c7d77761c8fdea028c6aa553151dafeae099c453742ad3324b43"
 # The CRDs of the kinds the chart renders beside core ones (module path, file in the module).
