@@ -11,8 +11,9 @@
 #                                  build -f Containerfile DIR), and prints its --build-arg flags
 #
 # Variables: CLAIMCHECK_BIN (default $CARGO_TARGET_DIR/release/claimcheck), CARGO_TARGET_DIR
-# (default ~/.cache/claimcheck/target), IMAGE_DIR, IMAGE, SOURCE_DATE_EPOCH (the files' time;
-# default the time of the git commit, so a rebuild of the same binary gives the same digest).
+# (default ~/.cache/claimcheck/target), IMAGE_DIR, IMAGE, REVISION (the revision label; default
+# the git HEAD), SOURCE_DATE_EPOCH (the files' time; default the time of the git commit, so a
+# rebuild of the same binary gives the same digest).
 #
 # The binary links glibc dynamically, so the one layer holds it (/usr/local/bin/claimcheck, without
 # debug info), every library `ldd` names at the path the loader asks for, and what it reads at run
@@ -32,7 +33,7 @@ out="${IMAGE_DIR:-$target_dir/image}"
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 version="$(package_version "$root")"
-revision="$(git -C "$root" rev-parse HEAD 2>/dev/null || true)"
+revision="${REVISION:-$(git -C "$root" rev-parse HEAD 2>/dev/null || true)}"
 epoch="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}"
 
 # stage_rootfs DIR: the image's whole file system, for both routes.
@@ -55,16 +56,14 @@ stage_rootfs() {
         install -D -m 0755 "$(readlink -f "$lib")" "$dir$lib"
     done
     install -D -m 0644 "$ca_bundle" "$dir$ca_bundle"
-    # Without nsswitch.conf glibc asks DNS before /etc/hosts and stops at its NXDOMAIN, so names
-    # that only the pod's /etc/hosts knows (hostAliases, its own name) would not resolve.
-    # glibc 2.36 has files and dns built in: no libnss_* modules to carry.
-    printf 'hosts: files dns\npasswd: files\ngroup: files\n' >"$dir/etc/nsswitch.conf"
+    # No /etc/nsswitch.conf: glibc 2.36 has files and dns inside libc.so.6 and, without the file,
+    # reads /etc/hosts before asking DNS (tests/image/check.sh checks it).
     # The user the image runs as, so getpwuid(65532) resolves for libraries that look up $HOME
     # or a user name, and debugging tools show a name.
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' \
         >"$dir/etc/passwd"
     printf 'root:x:0:\nnonroot:x:65532:\n' >"$dir/etc/group"
-    chmod 0644 "$dir"/etc/{nsswitch.conf,passwd,group}
+    chmod 0644 "$dir"/etc/{passwd,group}
     find "$dir" -type d -exec chmod 0755 {} +
     find "$dir" -exec touch -h -d "@$epoch" {} +
 }
