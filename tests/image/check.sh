@@ -68,7 +68,7 @@ same() { # EXPECTED ACTUAL (strings)
 
 # --- The image built by image/build.sh (crane) ---
 
-# IMAGE_DIR OUT, IMAGE optional: builds, and prints the seconds it took on stderr.
+# OUT: builds into OUT (IMAGE, when set, is pushed to), and says how long it took.
 build() {
     local out=$1 start=$EPOCHREALTIME
     IMAGE_DIR=$out "$root/image/build.sh"
