@@ -22,8 +22,9 @@
 # back); it waits until the server answers and puts the new pid in DIR/env.
 #
 # The node group (it implies kube) adds a node that runs pods: kube-controller-manager,
-# kube-scheduler, containerd (Debian's, with runc and the CNI plugins), a kubelet, kube-proxy and
-# a local registry holding a pause image built from node/pause.c. Then EVERY server of the run,
+# kube-scheduler, containerd (Debian's, with runc and the CNI plugins), a kubelet, kube-proxy,
+# CoreDNS (pods resolve <service>.<namespace>.svc; nothing else) and a local registry holding a
+# pause image built from node/pause.c. Then EVERY server of the run,
 # the other groups' too, runs in a network namespace of its own, named in DIR/netns, where
 # nothing leads out (no default route): a veth carries the node IP, a CNI bridge the pods. Its
 # loopback is not the machine's: run clients inside it with `tests/env/node/enter.sh DIR CMD...`
@@ -379,7 +380,7 @@ up() {
     for group in "${groups[@]}"; do
         case "$group" in
             kube) tools+=(etcd kube-apiserver kubectl helm) ;;
-            node) tools+=(kube-controller-manager kube-scheduler kubelet kube-proxy pause crane) ;;
+            node) tools+=(kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause crane) ;;
             s3) tools+=(minio) ;;
             gcs) tools+=(fake-gcs-server gcp-storage-emulator) ;;
             azure) tools+=(azurite) ;;

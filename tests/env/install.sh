@@ -8,14 +8,14 @@
 #
 # Usage: install.sh [TOOL...]   (default: all)
 #   TOOL: kube-apiserver etcd minio fake-gcs-server gcp-storage-emulator azurite helm kubectl crane
-#         kubeconform kube-controller-manager kube-scheduler kubelet kube-proxy pause
+#         kubeconform kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause
 # Prints the binaries' paths as sourceable NAME=path lines on stdout; progress goes to stderr.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$env_dir/node/lib.sh"
 
 all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm crane kubeconform
-    kube-controller-manager kube-scheduler kubelet kube-proxy pause)
+    kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause)
 
 # Go: modules, build cache and GOPATH under the cache, so a rebuild reuses them.
 export GOPATH="$cache/go"
@@ -213,6 +213,7 @@ install_tool() {
         fake-gcs-server) go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs-server ;;
         crane) go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane ;;
         kubeconform) go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform ;;
+        coredns) go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns ;;
         helm) install_helm ;;
         pause) install_pause ;;
         azurite) install_azurite ;;

@@ -4,12 +4,15 @@
 #   - the node is Ready, with its InternalIP;
 #   - a pod with a native sidecar (an init container with restartPolicy Always and a startup
 #     probe) and a main container, both from the local registry, runs both, the main one started
-#     only once the sidecar had started, with a pod IP from the CNI bridge;
+#     only once the sidecar had started, with a pod IP from the CNI bridge, and kubectl exec
+#     reaches it;
 #   - a Deployment's pod is created by the controller-manager (Deployment -> ReplicaSet -> Pod),
 #     and the garbage collector removes it with the Deployment;
 #   - a Service IP leads to its endpoint through kube-proxy (the "kubernetes" Service), from the
 #     node's namespace (as the API server reaches a webhook's Service) and from the sidecar pod's
-#     (as pods reach the API server).
+#     (as pods reach the API server);
+#   - the pod's resolver is CoreDNS at the node IP, which gives Service names their IPs and
+#     refuses any name outside the cluster.
 # Exits non-zero with the reason at the first failure.
 # Usage: smoke-node.sh DIR
 set -euo pipefail
@@ -80,6 +83,9 @@ main_started="$(field pod/sidecar '{.status.containerStatuses[0].state.running.s
     die "pod/sidecar: main started at $main_started, before the sidecar ($sidecar_started)"
 pod_ip="$(field pod/sidecar '{.status.podIP}')"
 in_pod_subnet "$pod_ip" || die "pod/sidecar: pod IP '$pod_ip' is not from the bridge's $POD_SUBNET"
+# Through the API server, the kubelet (at its InternalIP) and containerd's stream server.
+exec_out="$(kubectl exec sidecar -c main -- /pause -v)" || die "kubectl exec into pod/sidecar failed"
+[[ "$exec_out" == claimcheck-pause ]] || die "kubectl exec: got '$exec_out', expected 'claimcheck-pause'"
 
 check "Deployment -> ReplicaSet -> Pod by the controller-manager, removed with it by the garbage collector"
 kubectl create deployment pause --image "$PAUSE_IMAGE" >/dev/null
@@ -115,5 +121,39 @@ for netns in "$NODE_NETNS_PATH" "$(pod_netns "$pod_ip")"; do
     readyz="$(readyz_through_service "$netns")"
     [[ "$readyz" == ok ]] || die "https://$KUBERNETES_SERVICE_IP/readyz answered '$readyz' in $netns"
 done
+
+# dns_a NETNS NAME: asks the node's DNS server, from NETNS, for NAME's A record: prints the
+# address, or fails with the answer's rcode (a plain UDP query: the image has no resolver tools).
+dns_a() {
+    nsenter --net="$1" python3 - "$NODE_IP" "$2" <<'PY'
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+query = struct.pack(">6H", 0x1234, 0x0100, 1, 0, 0, 0)
+query += b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+query += struct.pack(">2H", 1, 1)
+try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(query, (server, 53))
+        reply = s.recv(4096)
+except OSError as e:
+    sys.exit(f"{name}: no answer from {server}:53: {e or type(e).__name__}")
+rcode, answers = reply[3] & 0xF, struct.unpack(">H", reply[6:8])[0]
+if rcode or not answers:
+    sys.exit(f"{name}: rcode {rcode}, {answers} answers")
+print(socket.inet_ntoa(reply[-4:]))
+PY
+}
+
+check "cluster DNS: the pod's resolver is $NODE_IP, Service names resolve, other names are refused"
+resolv="$(grep -lx "search $namespace.svc.cluster.local svc.cluster.local cluster.local" \
+    "$dir"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*/resolv.conf | head -n1)"
+[[ -n "$resolv" ]] || die "no pod resolv.conf searches $namespace.svc.cluster.local (kubelet clusterDNS)"
+grep -qx "nameserver $NODE_IP" "$resolv" || die "$resolv: the nameserver is not $NODE_IP: $(<"$resolv")"
+pod_netns="$(pod_netns "$pod_ip")"
+address="$(dns_a "$pod_netns" kubernetes.default.svc.cluster.local)" ||
+    die "kubernetes.default.svc.cluster.local does not resolve (see $dir/coredns.log)"
+[[ "$address" == "$KUBERNETES_SERVICE_IP" ]] || die "kubernetes.default.svc resolves to $address"
+! dns_a "$pod_netns" claimcheck.example 2>/dev/null || die "a name outside the cluster resolved"
 
 check "passed"

@@ -16,6 +16,8 @@ node_socket() { echo "$dir/containerd/containerd.sock"; }
 # OUTPUT, after routing) sees connections from the namespace's own processes.
 netns_up() {
     local netns=$1
+    # The node's runtime and tools (a no-op once installed).
+    "$env_dir/debian.sh" containerd runc containernetworking-plugins iproute2 util-linux
     ip netns add "$netns"
     echo "$netns" >"$dir/netns"   # from here on, down removes it
     ip -n "$netns" link set lo up
@@ -200,9 +202,21 @@ TOML
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET", "gateway": "$POD_GATEWAY"}]],
             "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$dir/containerd/ipam"}}]}
 JSON
-    # Pods' DNS: no cluster DNS server runs; a pod's resolver asks its own loopback, where
-    # nothing answers, never the machine's resolver.
+    # Cluster DNS: CoreDNS at the node IP answers for cluster.local, from the API server, and
+    # refuses every other name (no forward plugin). Pods with dnsPolicy Default get a resolver
+    # that asks their own loopback, where nothing answers: no name ever reaches the machine's.
     printf 'nameserver 127.0.0.1\noptions ndots:1 attempts:1 timeout:1\n' >"$conf/resolv.conf"
+    cat >"$conf/Corefile" <<COREFILE
+.:53 {
+    errors
+    ready 127.0.0.1:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $dir/kubeconfig claimcheck-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+}
+COREFILE
     # This machine has cgroup v1 and v2 mounted side by side, which the kubelet refuses unless
     # failCgroupV1 is off; no QoS cgroups or node allocatable enforcement (neither works there).
     # The API server authenticates with a client certificate; a kubelet with no other tenant
@@ -230,6 +244,8 @@ podLogsDir: $dir/kubelet/logs
 volumePluginDir: $dir/kubelet/volume-plugins
 serializeImagePulls: false
 syncFrequency: 10s
+clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 YAML
     # iptables mode; no conntrack sysctls (they are the machine's, not the namespace's).
     cat >"$conf/kube-proxy.yaml" <<YAML
@@ -269,6 +285,7 @@ launch_node() {
         --root-dir "$dir/kubelet/root" --cert-dir "$dir/kubelet/pki" \
         --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
     start kube-proxy "$KUBE_PROXY_BIN" --config "$conf/kube-proxy.yaml"
+    start coredns "$COREDNS_BIN" -conf "$conf/Corefile"
 }
 
 # push_pause_image: the sandbox image, /pause on an empty OCI base, into the local registry.
@@ -294,6 +311,7 @@ ready_node() {
     # Pods in "default" are refused until its ServiceAccount exists.
     wait_until kube-controller-manager 60 "$KUBECTL_BIN" --kubeconfig "$dir/kubeconfig" get serviceaccount default
     wait_until kube-scheduler 30 curl -sfk https://127.0.0.1:10259/healthz
+    wait_until coredns 30 curl -sf http://127.0.0.1:8181/ready
     local netns
     netns="$(<"$dir/netns")"
     env_lines+=(REGISTRY="$REGISTRY" PAUSE_IMAGE="$PAUSE_IMAGE" NODE_NAME="$NODE_NAME" NODE_IP="$NODE_IP"
@@ -302,5 +320,5 @@ ready_node() {
         REGISTRY_PID="$(<"$dir/registry.pid")" CONTAINERD_PID="$(<"$dir/containerd.pid")"
         CONTROLLER_MANAGER_PID="$(<"$dir/kube-controller-manager.pid")"
         SCHEDULER_PID="$(<"$dir/kube-scheduler.pid")" KUBELET_PID="$(<"$dir/kubelet.pid")"
-        KUBE_PROXY_PID="$(<"$dir/kube-proxy.pid")")
+        KUBE_PROXY_PID="$(<"$dir/kube-proxy.pid")" COREDNS_PID="$(<"$dir/coredns.pid")")
 }

@@ -6,6 +6,7 @@ KUBE_CONTROLLER_MANAGER_BIN="$cache/kube-controller-manager-$KUBERNETES_VERSION/
 KUBE_SCHEDULER_BIN="$cache/kube-scheduler-$KUBERNETES_VERSION/bin/kube-scheduler"
 KUBELET_BIN="$cache/kubelet-$KUBERNETES_VERSION/bin/kubelet"
 KUBE_PROXY_BIN="$cache/kube-proxy-$KUBERNETES_VERSION/bin/kube-proxy"
+COREDNS_BIN="$cache/coredns-$COREDNS_VERSION/bin/coredns"
 # The pause program's version is its source's hash: an edit to pause.c rebuilds it.
 PAUSE_SOURCE="$env_dir/node/pause.c"
 PAUSE_VERSION="$(sha256sum "$PAUSE_SOURCE" | cut -c1-12)"
@@ -22,7 +23,7 @@ KUBERNETES_SERVICE_IP=10.0.0.1
 
 print_node_paths() {
     local name
-    for name in KUBE_CONTROLLER_MANAGER_BIN KUBE_SCHEDULER_BIN KUBELET_BIN KUBE_PROXY_BIN PAUSE_DIR; do
+    for name in KUBE_CONTROLLER_MANAGER_BIN KUBE_SCHEDULER_BIN KUBELET_BIN KUBE_PROXY_BIN COREDNS_BIN PAUSE_DIR; do
         printf '%s=%q\n' "$name" "${!name}"
     done
 }
