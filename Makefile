@@ -6,14 +6,14 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint e2e demo bench fmt crds env-install env-up env-down env-smoke
+.PHONY: build test unit lint chart image image-check e2e demo bench fmt crds env-install env-up env-down env-smoke
 
 build:
 	$(CARGO) build --release --locked
 
-## The whole suite: formatting, lints, Rust unit and property tests, end-to-end tests
-## against a real Temporal dev server and the real Python SDK.
-test: lint unit e2e
+## The whole suite: formatting, lints, Rust unit and property tests, the chart's static checks,
+## the image, end-to-end tests against a real Temporal dev server and the real Python and Go SDKs.
+test: lint unit chart image-check e2e
 
 lint:
 	$(CARGO) fmt --check
@@ -24,7 +24,24 @@ lint:
 unit: env-install
 	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" $(CARGO) test --release --locked
 
+## The Helm chart's static checks: lint, kubeconform -strict of every rendering, schema refusals, package.
+chart: env-install
+	@tests/chart/check.sh
+
+## The container image, with no daemon: an OCI layout in $(CARGO_TARGET_DIR)/image/oci;
+## `make image IMAGE=host/repo:tag` pushes it too (plain HTTP to loopback registries).
+image: build
+	@CLAIMCHECK_BIN=$(BIN) image/build.sh
+
+## The image as users meet it (as root): config, exact files, runs chrooted as 65532, TLS roots,
+## /etc/hosts, registry round trip, the Containerfile built with buildah.
+image-check: build
+	@tests/env/debian.sh
+	@CLAIMCHECK_BIN=$(BIN) tests/image/check.sh
+
+## The Go worker is built (and packed as an image) before pytest, so no test waits on the build.
 e2e: build
+	@tests/worker-go/build.sh image >/dev/null
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" -m pytest -q tests/e2e
 
 ## A Temporal dev server, the proxy on a filesystem store, a worker passing 10 MiB.
@@ -65,7 +82,9 @@ env-smoke:
 	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
 	tests/env/cluster.sh up "$$dir" --watch $$$$ && tests/env/smoke.sh "$$dir"
 
-## Regenerates crds/ and deploy/operator.yaml from the Rust code (a test fails when they drift).
-crds: build
+## Regenerates what is generated: the CRD from the Rust types (crds/ and the chart's template),
+## deploy/operator.yaml from the chart (tests fail when any of them drifts).
+crds: build env-install
 	$(BIN) crd > crds/payloadstoragepolicies.claimcheck.dev.yaml
-	$(BIN) manifests > deploy/operator.yaml
+	$(BIN) crd --chart > charts/claimcheck/templates/crd.yaml
+	deploy/render.sh > deploy/operator.yaml

@@ -6,10 +6,10 @@
 //! `inject` decides a pod's sidecar and `webhook` serves that decision to the API server.
 
 pub mod cache;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod controller;
-pub mod deploy;
 pub mod driver;
 pub mod events;
 pub mod frame;

@@ -126,8 +126,8 @@ fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let (cluster, server, client) = servers("kube,s3").await;
-    // The controller runs with exactly the ClusterRole of deploy/operator.yaml, nothing more.
-    let role = claimcheck::controller::cluster_role();
+    // The controller runs with exactly the ClusterRole of the chart, nothing more.
+    let role = claimcheck::controller::cluster_role(claimcheck::webhook::CONFIGURATION);
     Api::<ClusterRole>::all(client.clone())
         .create(&PostParams::default(), &role)
         .await

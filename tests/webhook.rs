@@ -351,19 +351,33 @@ async fn with_the_webhook_stopped_labelled_pods_are_refused_and_others_created()
     assert_eq!(containers(&plain), ["worker"]);
 }
 
-/// `claimcheck controller`, the binary: health, metrics and the webhook on one replica.
+/// `claimcheck controller`, the binary: health, metrics and the webhook on one replica; it
+/// fills in the caBundle of the installed configuration, and never installs one itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_controller_command_serves_the_webhook_health_and_metrics() {
+    use claimcheck::webhook::{CONFIGURATION, ClientConfig, mutating_webhook_configuration};
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
     let (cluster, client) = cluster_with_policy().await;
     let (webhook, health) = (support::free_port(), support::free_port());
+    let url = format!("https://127.0.0.1:{webhook}");
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let chart_configuration =
+        mutating_webhook_configuration(&ClientConfig::Url(url.clone()), None, OPERATOR_NAMESPACE);
+    configurations
+        .create(&PostParams::default(), &chart_configuration)
+        .await
+        .unwrap();
     let args: Vec<String> = [
         "controller",
         "--identity",
         "replica-a",
         "--namespace",
         OPERATOR_NAMESPACE,
+        // Renewal checks every 2 s: the uninstall below is seen at once.
+        "--webhook-cert-lifetime",
+        "20s",
         "--webhook-url",
-        &format!("https://127.0.0.1:{webhook}"),
+        &url,
         "--webhook-listen",
         &format!("127.0.0.1:{webhook}"),
         "--health-listen",
@@ -403,6 +417,20 @@ async fn the_controller_command_serves_the_webhook_health_and_metrics() {
         metrics.contains("claimcheck_controller_reconciliations_total"),
         "{metrics}"
     );
+
+    // `helm uninstall` deletes the configuration while replicas still run: none brings it
+    // back, and labelled pods are created (without a sidecar) again.
+    configurations
+        .delete(CONFIGURATION, &Default::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(configurations.get_opt(CONFIGURATION).await.unwrap().is_none());
+    let created = pods
+        .create(&dry_run, &pod("after", "default", Some("billing")))
+        .await
+        .unwrap();
+    assert_eq!(containers(&created), ["worker"]);
 }
 
 /// With cert-manager: the webhook serves the certificate files it is given and leaves the
@@ -425,10 +453,7 @@ async fn certificates_from_files_serve_as_cert_manager_would_give_them() {
         listener.local_addr().unwrap().port()
     ));
     let options = WebhookOptions {
-        client_config: url.clone(),
         certs: CertSource::Files(dir.path().to_owned()),
-        manage_configuration: false,
-        operator_namespace: OPERATOR_NAMESPACE.into(),
         identity: "test".into(),
         defaults: claimcheck::inject::Defaults::default(),
     };

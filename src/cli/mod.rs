@@ -1,5 +1,6 @@
-//! The command line: `claimcheck proxy | controller | probe | crd | manifests`.
+//! The command line: `claimcheck proxy | controller | probe | crd | check-install`.
 
+mod check;
 mod operator;
 mod probe;
 mod proxy;
@@ -35,15 +36,17 @@ enum Command {
     /// sidecar-injection webhook, health and metrics.
     Controller(Box<operator::ControllerArgs>),
     /// Print the PayloadStoragePolicy CustomResourceDefinition (YAML).
-    Crd,
-    /// Print the operator's installation: namespace, RBAC, Deployment, webhook Service (YAML).
-    Manifests {
-        #[arg(long, default_value = "claimcheck-system")]
-        namespace: String,
+    Crd {
+        /// As the Helm chart's template (charts/claimcheck/templates/crd.yaml).
+        #[arg(long)]
+        chart: bool,
     },
     /// Prove a policy's stores with a round trip: a small payload stays inline, a large
     /// one is offloaded, both come back with the same size and SHA-256.
     Probe(probe::ProbeArgs),
+    /// Check an installation as the API server uses it (what `helm test` runs): the CRD is
+    /// served, and every webhook replica answers over TLS with the configuration's CA.
+    CheckInstall(check::CheckArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -58,15 +61,16 @@ pub fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Proxy(args) => proxy::run(*args).await,
             Command::Controller(args) => operator::run(*args).await,
-            Command::Crd => {
-                print!("{}", serde_yaml::to_string(&PayloadStoragePolicy::crd())?);
-                Ok(())
-            }
-            Command::Manifests { namespace } => {
-                print!("{}", crate::deploy::operator_yaml(&namespace)?);
+            Command::Crd { chart } => {
+                let crd = PayloadStoragePolicy::crd();
+                match chart {
+                    true => print!("{}", crate::chart::crd_template(&crd)?),
+                    false => print!("{}", serde_yaml::to_string(&crd)?),
+                }
                 Ok(())
             }
             Command::Probe(args) => probe::run(args).await,
+            Command::CheckInstall(args) => check::run(args).await,
         }
     })
 }

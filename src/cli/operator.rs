@@ -11,8 +11,8 @@ use clap::{ArgAction, Args};
 
 use crate::controller::{Election, Telemetry, run_elected};
 use crate::inject::Defaults;
-use crate::policy::parse_duration;
-use crate::webhook::{CertSource, ClientConfig, WebhookOptions};
+use crate::policy::{SidecarResources, parse_duration};
+use crate::webhook::{CertSource, WebhookOptions};
 
 #[derive(Args)]
 pub struct ControllerArgs {
@@ -36,9 +36,13 @@ pub struct ControllerArgs {
     /// The Service (in --namespace, port 443) the API server calls the webhook through.
     #[arg(long, default_value = "claimcheck-webhook")]
     webhook_service: String,
-    /// Call the webhook at this URL instead (a webhook outside the cluster).
+    /// The URL the API server calls instead (a webhook outside the cluster): the
+    /// certificate names its host.
     #[arg(long)]
     webhook_url: Option<String>,
+    /// The installed MutatingWebhookConfiguration whose caBundle this replica keeps.
+    #[arg(long, default_value = crate::webhook::CONFIGURATION)]
+    webhook_configuration: String,
     /// The Secret (in --namespace) that holds the webhook's CA and serving certificate.
     #[arg(long, default_value = crate::controller::WEBHOOK_SECRET)]
     webhook_secret: String,
@@ -52,24 +56,36 @@ pub struct ControllerArgs {
     /// The proxy image injected as the sidecar.
     #[arg(long, env = "CLAIMCHECK_SIDECAR_IMAGE")]
     sidecar_image: Option<String>,
+    #[command(flatten)]
+    sidecar: SidecarDefaults,
     /// Inject a native sidecar (an init container with restartPolicy Always); false injects
     /// a plain container, for clusters with native sidecars turned off.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     native_sidecars: bool,
 }
 
+/// The sidecar's defaults, each [`Defaults::default`]'s when not given; a policy's `sidecar`
+/// settings and a pod's annotations win. An empty resource value sets none.
+#[derive(Args)]
+struct SidecarDefaults {
+    #[arg(long)]
+    sidecar_pull_policy: Option<String>,
+    #[arg(long)]
+    sidecar_log_level: Option<String>,
+    #[arg(long)]
+    sidecar_cpu_request: Option<String>,
+    #[arg(long)]
+    sidecar_memory_request: Option<String>,
+    #[arg(long)]
+    sidecar_cpu_limit: Option<String>,
+    #[arg(long)]
+    sidecar_memory_limit: Option<String>,
+}
+
 impl ControllerArgs {
     fn webhook_options(&self) -> anyhow::Result<WebhookOptions> {
         let service = &self.webhook_service;
         let namespace = &self.namespace;
-        let client_config = match &self.webhook_url {
-            Some(url) => ClientConfig::Url(url.clone()),
-            None => ClientConfig::Service {
-                namespace: namespace.clone(),
-                name: service.clone(),
-                port: 443,
-            },
-        };
         let certs = match &self.webhook_cert_dir {
             Some(dir) => CertSource::Files(dir.clone()),
             None => CertSource::Managed {
@@ -85,21 +101,38 @@ impl ControllerArgs {
                         format!("{service}.{namespace}.svc.cluster.local"),
                     ],
                 },
+                configuration: self.webhook_configuration.clone(),
             },
         };
-        let defaults = Defaults::default();
         Ok(WebhookOptions {
-            client_config,
-            manage_configuration: self.webhook_cert_dir.is_none(),
             certs,
-            operator_namespace: namespace.clone(),
             identity: self.identity.clone(),
-            defaults: Defaults {
-                image: self.sidecar_image.clone().unwrap_or(defaults.image.clone()),
-                native_sidecars: self.native_sidecars,
-                ..defaults
-            },
+            defaults: self.sidecar_defaults(),
         })
+    }
+
+    fn sidecar_defaults(&self) -> Defaults {
+        let given = &self.sidecar;
+        let defaults = Defaults::default();
+        let quantity = |flag: &Option<String>, default: Option<String>| match flag {
+            Some(value) => (!value.is_empty()).then(|| value.clone()),
+            None => default,
+        };
+        Defaults {
+            image: self.sidecar_image.clone().unwrap_or(defaults.image),
+            image_pull_policy: given
+                .sidecar_pull_policy
+                .clone()
+                .unwrap_or(defaults.image_pull_policy),
+            native_sidecars: self.native_sidecars,
+            log_level: given.sidecar_log_level.clone().unwrap_or(defaults.log_level),
+            resources: SidecarResources {
+                cpu_request: quantity(&given.sidecar_cpu_request, defaults.resources.cpu_request),
+                memory_request: quantity(&given.sidecar_memory_request, defaults.resources.memory_request),
+                cpu_limit: quantity(&given.sidecar_cpu_limit, defaults.resources.cpu_limit),
+                memory_limit: quantity(&given.sidecar_memory_limit, defaults.resources.memory_limit),
+            },
+        }
     }
 }
 

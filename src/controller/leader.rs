@@ -54,7 +54,10 @@ pub async fn run(
         };
         tokio::select! {
             () = super::run(client.clone(), &election.identity, telemetry.clone()) => return Ok(()),
-            () = lost => tracing::warn!(identity = %election.identity, "lost the lease: stopped reconciling"),
+            () = lost => {
+                tracing::warn!(identity = %election.identity, "lost the lease: stopped reconciling");
+                telemetry.forget_policies();
+            }
         }
     }
 }

@@ -165,6 +165,7 @@ async fn cleanup<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> R
     let note = "the policy's bucket rules are removed; stored payloads are kept";
     let kind = (EventType::Normal, "RulesRemoved", "Delete");
     crate::events::publish(&ctx.recorder, policy, kind, note).await;
+    ctx.telemetry.forget_policy(&namespace, &policy.name_any());
     Ok(Action::await_change())
 }
 
@@ -178,6 +179,8 @@ async fn apply<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> Res
         .map(|t| t.days);
     apply_config_map(policy, &namespace, janitor_days, ctx).await?;
     write_status(policy, &namespace, &evaluation, ctx).await?;
+    ctx.telemetry
+        .policy_ready(&namespace, &policy.name_any(), evaluation.ready());
     announce(policy, &evaluation, ctx).await;
     Ok(Action::requeue(next_look(&policy.spec, &evaluation, RETRY)))
 }

@@ -1,5 +1,6 @@
-//! The exact permissions the controller needs, kept beside the code that uses them; the
-//! chart and deploy/ render this, and a test runs the controller with nothing more.
+//! The exact permissions the controller needs, kept beside the code that uses them. The
+//! chart writes them out (a test fails when they drift), and a test runs the controller
+//! with nothing more.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::api::ObjectMeta;
@@ -15,7 +16,8 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> PolicyRule {
     }
 }
 
-pub fn cluster_role() -> ClusterRole {
+/// The ClusterRole, with the webhook configuration whose caBundle the replicas keep.
+pub fn cluster_role(webhook_configuration: &str) -> ClusterRole {
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(CLUSTER_ROLE.to_owned()),
@@ -39,12 +41,16 @@ pub fn cluster_role() -> ClusterRole {
             rule("", "secrets", &["get"]),
             // Events on policies: Ready changes, rules removed.
             rule("events.k8s.io", "events", &["create", "patch"]),
-            // The webhook's configuration, whose caBundle every replica keeps.
-            rule(
-                "admissionregistration.k8s.io",
-                "mutatingwebhookconfigurations",
-                &["get", "create", "patch"],
-            ),
+            // The caBundle of the installed webhook configuration, and nothing else of it:
+            // a replica never creates one (see webhook::server::keep_ca_bundle).
+            PolicyRule {
+                resource_names: Some(vec![webhook_configuration.to_owned()]),
+                ..rule(
+                    "admissionregistration.k8s.io",
+                    "mutatingwebhookconfigurations",
+                    &["get", "patch"],
+                )
+            },
             // Leader election.
             rule(
                 "coordination.k8s.io",

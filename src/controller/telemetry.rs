@@ -1,7 +1,7 @@
 //! The operator's own health and metrics: `/healthz` (the process answers), `/readyz` (it
 //! has reached the API server, and its webhook serves) and `/metrics` (reconciliations,
-//! failures by error, reconcile latency; admissions and their latency), served by every
-//! replica, leader or not.
+//! failures by error, reconcile latency; admissions and their latency; whether each policy
+//! is Ready, from the Lease holder only), served by every replica, leader or not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -14,6 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,12 @@ struct AllowedLabel {
     allowed: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PolicyLabel {
+    namespace: String,
+    policy: String,
+}
+
 const WEBHOOK_OFF: u8 = 0;
 const WEBHOOK_STARTING: u8 = 1;
 const WEBHOOK_READY: u8 = 2;
@@ -40,6 +47,8 @@ pub struct Telemetry {
     reconcile_seconds: Histogram,
     admissions: Family<AllowedLabel, Counter>,
     admission_seconds: Histogram,
+    /// 1 when the policy is Ready: what an alert on a policy left not Ready watches.
+    policy_ready: Family<PolicyLabel, Gauge>,
     ready: AtomicBool,
     webhook: AtomicU8,
 }
@@ -75,6 +84,12 @@ impl Default for Telemetry {
             "The webhook's handling time",
             admission_seconds.clone(),
         );
+        let policy_ready = Family::<PolicyLabel, Gauge>::default();
+        registry.register(
+            "policy_ready",
+            "1 when the policy is Ready, 0 when not (reported by the Lease holder)",
+            policy_ready.clone(),
+        );
         Telemetry {
             registry,
             reconciliations,
@@ -82,6 +97,7 @@ impl Default for Telemetry {
             reconcile_seconds,
             admissions,
             admission_seconds,
+            policy_ready,
             ready: AtomicBool::new(false),
             webhook: AtomicU8::new(WEBHOOK_OFF),
         }
@@ -99,6 +115,28 @@ impl Telemetry {
                 })
                 .inc();
         }
+    }
+
+    pub fn policy_ready(&self, namespace: &str, policy: &str, ready: bool) {
+        self.policy_ready
+            .get_or_create(&PolicyLabel {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+            })
+            .set(i64::from(ready));
+    }
+
+    /// A deleted policy is no longer reported.
+    pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        self.policy_ready.remove(&PolicyLabel {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        });
+    }
+
+    /// A replica that lost the Lease stops reporting what the new holder now reports.
+    pub fn forget_policies(&self) {
+        self.policy_ready.clear();
     }
 
     pub fn admitted(&self, took: Duration, allowed: bool) {

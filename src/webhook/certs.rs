@@ -38,6 +38,8 @@ pub enum CertSource {
         lifetime: Duration,
         /// The names the API server dials (the Service's DNS names, or 127.0.0.1).
         dns_names: Vec<String>,
+        /// The installed MutatingWebhookConfiguration whose caBundle carries the CA.
+        configuration: String,
     },
     /// cert-manager (or anything else) writes `tls.crt` and `tls.key` here.
     Files(PathBuf),

@@ -1,6 +1,7 @@
 //! The MutatingWebhookConfiguration: pods labelled `claimcheck.dev/policy`, outside
 //! kube-system and the operator's own namespace, on create; fail closed, no side effects,
-//! re-invoked when a later webhook changes the pod, a short timeout.
+//! re-invoked when a later webhook changes the pod, a short timeout. The chart installs it
+//! (a test fails when they drift); the operator writes only its caBundle.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -11,7 +12,7 @@ use kube::api::ObjectMeta;
 
 use crate::inject::POLICY_LABEL;
 
-/// The configuration's name; also the field manager that writes its `caBundle`.
+/// The configuration's name, as the chart installs it under the release name `claimcheck`.
 pub const CONFIGURATION: &str = "claimcheck";
 pub const PATH: &str = "/mutate";
 

@@ -6,6 +6,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,13 +20,14 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::Admission;
 use super::certs::{CertSource, Certificates, ServingCert};
-use super::configuration::{CONFIGURATION, ClientConfig, PATH, mutating_webhook_configuration};
+use super::configuration::PATH;
 use crate::controller::Telemetry;
 use crate::inject::Defaults;
 use crate::policy::PayloadStoragePolicy;
@@ -39,15 +42,16 @@ const MAX_CONNECTIONS: usize = 512;
 /// After SIGTERM the replica reports not ready and serves this long, so that the Service
 /// stops sending it admissions before it stops answering them.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How soon a caBundle that could not be written is tried again.
+const BUNDLE_RETRY: Duration = Duration::from_secs(2);
+/// The field manager of the caBundle.
+const BUNDLE_MANAGER: &str = "claimcheck-webhook";
 
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
-    pub client_config: ClientConfig,
+    /// Issued by the operator (which then keeps the configuration's caBundle), or files from
+    /// cert-manager (whose CA injector keeps it).
     pub certs: CertSource,
-    /// Whether this replica writes the MutatingWebhookConfiguration (and its caBundle);
-    /// off when it comes with the chart and cert-manager injects the CA.
-    pub manage_configuration: bool,
-    pub operator_namespace: String,
     pub identity: String,
     pub defaults: Defaults,
 }
@@ -88,9 +92,12 @@ pub async fn run(
         recorder: Some(Recorder::new(client.clone(), reporter)),
         metrics: telemetry.clone(),
     });
-    // Only now is the API server told to call: the cache is warm, the certificate loaded.
-    if let Some(certs) = &managed {
-        apply_configuration(&client, &options, certs).await?;
+    // Only now is the API server given the CA to call with: the cache is warm, the
+    // certificate loaded. A configuration not installed yet is retried by the keeper.
+    if let (Some(certs), CertSource::Managed { configuration, .. }) = (&managed, &options.certs)
+        && let Err(e) = keep_ca_bundle(&client, configuration, certs).await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cannot write the webhook's caBundle yet");
     }
     telemetry.set_webhook_ready();
     let mut tls = rustls::ServerConfig::builder()
@@ -221,15 +228,19 @@ async fn keep_certificate(client: Client, options: WebhookOptions, serving: Arc<
         CertSource::Files(_) => Duration::from_secs(10),
     };
     let mut served = None;
+    let mut bundle_kept = true;
     loop {
-        tokio::time::sleep(every).await;
+        // Until the caBundle is written, labelled pods are refused: try again soon.
+        tokio::time::sleep(if bundle_kept { every } else { BUNDLE_RETRY }).await;
         let loaded = match &options.certs {
             CertSource::Files(dir) => read_files(dir).map_err(|e| e.to_string()),
-            CertSource::Managed { .. } => match sync_secret(&client, &options).await {
+            CertSource::Managed { configuration, .. } => match sync_secret(&client, &options).await {
                 Ok(certs) => {
-                    if let Err(e) = apply_configuration(&client, &options, &certs).await {
-                        tracing::warn!(error = %e, "cannot write the webhook's caBundle");
+                    let kept = keep_ca_bundle(&client, configuration, &certs).await;
+                    if let Err(e) = &kept {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot write the webhook's caBundle");
                     }
+                    bundle_kept = kept.is_ok();
                     Ok((certs.cert_pem.into_bytes(), certs.key_pem.into_bytes()))
                 }
                 Err(e) => Err(e.to_string()),
@@ -266,6 +277,7 @@ async fn sync_secret(client: &Client, options: &WebhookOptions) -> anyhow::Resul
         name,
         lifetime,
         dns_names,
+        ..
     } = &options.certs
     else {
         anyhow::bail!("the webhook certificate is not managed by claimcheck");
@@ -299,25 +311,42 @@ async fn sync_secret(client: &Client, options: &WebhookOptions) -> anyhow::Resul
     anyhow::bail!("Secret {namespace}/{name} kept changing under three attempts")
 }
 
-async fn apply_configuration(
-    client: &Client,
-    options: &WebhookOptions,
-    certs: &Certificates,
-) -> anyhow::Result<()> {
-    if !options.manage_configuration {
+/// Writes the CA into the caBundle of every webhook of the installed configuration: the one
+/// field this replica owns (server-side apply, its own field manager). The configuration
+/// comes with the chart or deploy/ and goes with them: a replica never creates one, so a
+/// replica still running while its release is uninstalled cannot bring it back.
+async fn keep_ca_bundle(client: &Client, name: &str, certs: &Certificates) -> anyhow::Result<()> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let Some(installed) = api.get_opt(name).await? else {
+        anyhow::bail!(
+            "MutatingWebhookConfiguration {name} is not installed (it comes with the chart or deploy/operator.yaml)"
+        );
+    };
+    let webhooks = installed.webhooks.unwrap_or_default();
+    let ca = certs.ca_pem.as_bytes();
+    if webhooks
+        .iter()
+        .all(|w| w.client_config.ca_bundle.as_ref().is_some_and(|b| b.0 == ca))
+    {
         return Ok(());
     }
-    let configuration = mutating_webhook_configuration(
-        &options.client_config,
-        Some(&certs.ca_pem),
-        &options.operator_namespace,
-    );
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    let bundles: Vec<_> = webhooks
+        .iter()
+        .map(|w| json!({"name": w.name, "clientConfig": {"caBundle": ca}}))
+        .collect();
+    let patch = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": bundles,
+    });
     api.patch(
-        CONFIGURATION,
-        &PatchParams::apply(CONFIGURATION).force(),
-        &Patch::Apply(&configuration),
+        name,
+        &PatchParams::apply(BUNDLE_MANAGER).force(),
+        &Patch::Apply(&patch),
     )
-    .await?;
+    .await
+    .with_context(|| format!("MutatingWebhookConfiguration {name}"))?;
     Ok(())
 }

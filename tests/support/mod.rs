@@ -283,3 +283,20 @@ pub fn secret(name: &str, env: &BTreeMap<String, String>) -> k8s_openapi::api::c
         ..Default::default()
     }
 }
+
+/// The path of a tool of the test environment (`helm`, `kubectl`, `crane`, ...), installed
+/// by tests/env/install.sh if it is not yet.
+pub fn installed(tool: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/env/install.sh");
+    let out = Command::new("bash")
+        .args([script, tool])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("install.sh runs");
+    assert!(out.status.success(), "tests/env/install.sh {tool} failed");
+    let key = format!("{}_BIN=", tool.to_uppercase().replace('-', "_"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix(&key).map(str::to_owned))
+        .unwrap_or_else(|| panic!("install.sh printed no {key}"))
+}

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use claimcheck::controller::Telemetry;
 use claimcheck::inject::Defaults;
 use claimcheck::policy::PayloadStoragePolicy;
-use claimcheck::webhook::{CertSource, ClientConfig, WebhookOptions};
+use claimcheck::webhook::{
+    CONFIGURATION, CertSource, ClientConfig, WebhookOptions, mutating_webhook_configuration,
+};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -52,16 +55,23 @@ pub async fn start_webhook(
 ) -> (tokio::task::JoinHandle<()>, Arc<Telemetry>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Installed as the chart installs it, with no caBundle: the webhook writes that.
+    let url = ClientConfig::Url(format!("https://127.0.0.1:{port}"));
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &mutating_webhook_configuration(&url, None, OPERATOR_NAMESPACE),
+        )
+        .await
+        .unwrap();
     let options = WebhookOptions {
-        client_config: ClientConfig::Url(format!("https://127.0.0.1:{port}")),
         certs: CertSource::Managed {
             namespace: OPERATOR_NAMESPACE.into(),
             name: TLS_SECRET.into(),
             lifetime,
             dns_names: vec!["127.0.0.1".into()],
+            configuration: CONFIGURATION.into(),
         },
-        manage_configuration: true,
-        operator_namespace: OPERATOR_NAMESPACE.into(),
         identity: "test".into(),
         defaults: Defaults {
             image: "ghcr.io/claimcheck/claimcheck:test".into(),
