@@ -2,7 +2,8 @@
 //! states on the real API server: kstatus (the status library of Flux's health checks and
 //! Helm 4's `--wait`, built from tests/gitops/kstatus) and Argo CD's health check
 //! (deploy/argocd/health.lua, run on Lua 5.1 as Argo CD runs it). Both read the object as
-//! the API server returns it.
+//! the API server returns it. Also: the policy that docs/gitops.md tells teams to commit
+//! passes the API server's validation, CEL rules included.
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Store};
 
@@ -261,4 +263,61 @@ async fn kstatus_and_argocd_follow_the_policy_through_its_states() {
         timeline.0
     );
     controller.abort();
+}
+
+/// The manifests of docs/gitops.md of one kind, from its YAML blocks.
+fn documented(kind: &str) -> Vec<Value> {
+    let doc = std::fs::read_to_string(repo("docs/gitops.md")).unwrap();
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .flat_map(serde_yaml::Deserializer::from_str)
+        .map(|document| Value::deserialize(document).expect("YAML"))
+        .filter(|manifest| manifest["kind"] == kind)
+        .collect()
+}
+
+/// kubeconform (tests/gitops/check.sh) checks the documented policy against the CRD's
+/// schema but not its CEL rules: the API server checks both.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_policy_passes_the_api_servers_validation() {
+    let cluster = Cluster::up("kube");
+    let client = cluster.kube().await;
+    support::webhook::install(&client).await;
+    let policies = documented("PayloadStoragePolicy");
+    assert!(!policies.is_empty(), "docs/gitops.md shows a policy");
+    for policy in policies {
+        let namespace = policy["metadata"]["namespace"].as_str().unwrap_or("default");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        // It may exist already (`default`).
+        let _ = client
+            .request::<Value>(
+                http::Request::post("/api/v1/namespaces")
+                    .header("content-type", "application/json")
+                    .body(ns.to_string().into_bytes())
+                    .unwrap(),
+            )
+            .await;
+        let create = |policy: &Value| {
+            let path = format!(
+                "/apis/claimcheck.dev/v1alpha1/namespaces/{namespace}/payloadstoragepolicies?dryRun=All"
+            );
+            let request = http::Request::post(path)
+                .header("content-type", "application/json")
+                .body(policy.to_string().into_bytes())
+                .unwrap();
+            client.request::<Value>(request)
+        };
+        create(&policy)
+            .await
+            .unwrap_or_else(|e| panic!("refused: {e}\n{policy:#}"));
+        // The CEL rules run: a URL of no store is refused.
+        let mut wrong = policy.clone();
+        wrong["spec"]["drivers"][0]["url"] = json!("https://example.com/payloads");
+        let refused = create(&wrong).await.expect_err("a URL of no store is refused");
+        assert!(
+            refused.to_string().contains("url must start with s3://"),
+            "{refused}"
+        );
+    }
 }
