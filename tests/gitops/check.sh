@@ -8,6 +8,7 @@
 #      modules, offline once cached) and our PayloadStoragePolicy (crds/), with kubeconform -strict;
 #   4. and a manifest with a misspelt field is refused, so the validation can fail.
 set -euo pipefail
+# shellcheck source=tests/env/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../env/lib.sh"
 
 root="$(cd "$env_dir/../.." && pwd)"
@@ -71,7 +72,8 @@ docs_manifests() {
 
 # A field Argo CD does not know (`sourcee`) must be refused, or check 3 proves nothing.
 refuses_a_misspelt_field() {
-    sed 's/^  source:/  sourcee:/' "$(ls "$work"/docs/*-application-*.yaml | head -n 1)" >"$work/misspelt.yaml"
+    local applications=("$work"/docs/*-application-*.yaml)
+    sed 's/^  source:/  sourcee:/' "${applications[0]}" >"$work/misspelt.yaml"
     if kubeconform "$work/misspelt.yaml" >"$work/misspelt.out" 2>&1; then
         echo "FAIL kubeconform accepted $work/misspelt.yaml"
         return 1

@@ -3,6 +3,7 @@
 # $CLAIMCHECK_CACHE/kstatus-<hash of go.mod, go.sum, main.go>/ and prints the binary's path.
 # A changed source or pin gets a new directory, so a warm run only checks a marker.
 set -euo pipefail
+# shellcheck source=tests/env/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../env/lib.sh"
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
