@@ -6,14 +6,14 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint chart image image-check e2e demo bench fmt crds env-install env-up env-down env-smoke
+.PHONY: build test unit lint chart gitops image image-check e2e cluster demo bench fmt crds env-install env-up env-down env-smoke
 
 build:
 	$(CARGO) build --release --locked
 
 ## The whole suite: formatting, lints, Rust unit and property tests, the chart's static checks,
 ## the image, end-to-end tests against a real Temporal dev server and the real Python and Go SDKs.
-test: lint unit chart image-check e2e
+test: lint unit chart gitops image-check e2e cluster
 
 lint:
 	$(CARGO) fmt --check
@@ -39,6 +39,15 @@ image-check: build
 	@tests/env/debian.sh
 	@CLAIMCHECK_BIN=$(BIN) tests/image/check.sh
 
+## Argo CD's health check on Lua 5.1, its argocd-cm snippet, docs/gitops.md's manifests against their CRDs.
+gitops: env-install
+	@CLAIMCHECK_CACHE="$(CACHE)" tests/gitops/check.sh
+
+## The operator as users run it, on a node started here (as root): image, helm install, a policy,
+## a Go worker with the injected sidecar passing 10 MiB, threshold change, restart, upgrade, uninstall.
+cluster: build env-install
+	@CLAIMCHECK_BIN=$(BIN) tests/cluster/run.sh
+
 ## The Go worker is built (and packed as an image) before pytest, so no test waits on the build.
 e2e: build
 	@tests/worker-go/build.sh image >/dev/null
@@ -62,6 +71,7 @@ ENV_DEV := $(CURDIR)/.env-dev
 ENV_SCRIPTS := CLAIMCHECK_CACHE="$(CACHE)" tests/env
 
 env-install:
+	@$(ENV_SCRIPTS)/debian.sh
 	@$(ENV_SCRIPTS)/install.sh >/dev/null
 
 ## The servers running in the background while you work, in .env-dev/ (`source .env-dev/env`);

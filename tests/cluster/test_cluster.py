@@ -1,0 +1,321 @@
+"""claimcheck as users run it, on a node that runs pods (issue 10 §5). The steps build on each
+other, in order: install the chart from the image, a policy turns Ready, a Go worker Deployment
+gets the sidecar and passes 10 MiB through activities, the threshold follows the policy, the
+operator restarts under admissions, the policy goes with its bucket rule, the CRD upgrades with
+the chart, and uninstall leaves no webhook behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from conftest import OPERATOR_NAMESPACE, ROOT, Kube, wait_for
+from claims import checked_run_references, iter_payloads, is_reference
+
+CHART = ROOT / "charts" / "claimcheck"
+TEAM = "team"
+POLICY = "payloads"
+WORKER = "worker"
+TASK_QUEUE = "cluster-test"
+MiB = 1 << 20
+
+
+def operator_values(images: dict[str, str]) -> list[str]:
+    repository, tag = images["operator"].rsplit(":", 1)
+    return ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
+
+
+def ready_pods(kube: Kube, namespace: str, selector: str) -> list[dict]:
+    pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        p
+        for p in pods
+        if p["metadata"].get("deletionTimestamp") is None
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
+
+
+def condition(obj: dict, type_: str) -> dict | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def policy_ready(kube: Kube) -> dict | None:
+    policy = kube.get("payloadstoragepolicy", POLICY, "-n", TEAM)
+    ready = condition(policy, "Ready")
+    current = ready and ready["status"] == "True" and ready.get("observedGeneration") == policy["metadata"]["generation"]
+    return policy if current else None
+
+
+def test_helm_install_brings_up_two_ready_replicas_one_leading(kube: Kube, images: dict[str, str]):
+    kube.apply({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": OPERATOR_NAMESPACE,
+                     "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    })
+    started = time.monotonic()
+    kube.helm("install", "claimcheck", str(CHART), "-n", OPERATOR_NAMESPACE, *operator_values(images),
+              "--wait", "--timeout", "5m")
+    selector = "app.kubernetes.io/name=claimcheck,app.kubernetes.io/component=controller"
+    pods = wait_for("two Ready operator replicas", lambda: len(ready_pods(kube, OPERATOR_NAMESPACE, selector)) == 2
+                    and ready_pods(kube, OPERATOR_NAMESPACE, selector))
+    print(f"helm install -> both replicas Ready in {time.monotonic() - started:.1f} s")
+    names = {p["metadata"]["name"] for p in pods}
+    lease = wait_for("the Lease held", lambda: kube.get("lease", "claimcheck-controller", "-n", OPERATOR_NAMESPACE)
+                     ["spec"].get("holderIdentity"))
+    assert lease in names, (lease, names)
+    # The configuration came with the chart; a replica filled in its CA.
+    wait_for("the webhook's caBundle", lambda: kube.get("mutatingwebhookconfiguration", "claimcheck")
+             ["webhooks"][0]["clientConfig"].get("caBundle"))
+    test = kube.helm("test", "claimcheck", "-n", OPERATOR_NAMESPACE, "--logs", "--timeout", "3m")
+    assert "refuses an unknown policy" in test.stdout, test.stdout
+
+
+def test_a_policy_on_minio_turns_ready(kube: Kube, temporal: str, minio_for_pods: str, node: dict[str, str]):
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TEAM}})
+    credentials = {
+        "AWS_ENDPOINT": minio_for_pods,
+        "AWS_REGION": node["S3_REGION"],
+        "AWS_ACCESS_KEY_ID": node["S3_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": node["S3_SECRET_ACCESS_KEY"],
+        "AWS_ALLOW_HTTP": "true",
+    }
+    kube.apply({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "minio", "namespace": TEAM},
+        "stringData": credentials,
+    })
+    started = time.monotonic()
+    kube.apply(policy_manifest(temporal, node, threshold=256 * 1024))
+    policy = wait_for("the policy Ready", lambda: policy_ready(kube), timeout=120)
+    print(f"policy applied -> Ready in {time.monotonic() - started:.1f} s")
+    assert policy["status"]["lastProbe"]["largePayload"]["offloaded"] is True
+
+
+def policy_manifest(temporal: str, node: dict[str, str], threshold: int) -> dict:
+    return {
+        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+        "metadata": {"name": POLICY, "namespace": TEAM},
+        "spec": {
+            "temporal": {"address": temporal, "namespace": "default"},
+            "thresholdBytes": threshold,
+            "drivers": [{"name": "minio", "url": f"s3://{node['S3_BUCKET']}/{TEAM}/",
+                         "credentialsSecretRef": {"name": "minio"}}],
+            "lifecycle": {"maxWorkflowRunTimeout": "1d", "retention": "auto", "grace": "1d", "manage": True},
+            "probe": {"interval": "30s"},
+        },
+    }
+
+
+def worker_deployment(image: str) -> dict:
+    labels = {"app": WORKER, "claimcheck.dev/policy": POLICY}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": WORKER, "namespace": TEAM},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": WORKER}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{
+                        "name": WORKER, "image": image, "args": ["worker"],
+                        "env": [{"name": "TEMPORAL_TASK_QUEUE", "value": TASK_QUEUE}],
+                        # A request as a real worker has: without one the container gets the
+                        # kernel's least CPU share on this busy 2-core node.
+                        "resources": {"requests": {"cpu": "500m", "memory": "128Mi"}},
+                        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]},
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def worker_pod(kube: Kube) -> dict:
+    return wait_for("the worker pod Running", lambda: next(iter(ready_pods(kube, TEAM, f"app={WORKER}")), None),
+                    timeout=180)
+
+
+def started_at(status: dict) -> datetime:
+    return datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
+
+
+def test_the_worker_starts_after_its_injected_sidecar(kube: Kube, images: dict[str, str]):
+    created = time.monotonic()
+    kube.apply(worker_deployment(images["worker"]))
+    pod = worker_pod(kube)
+    print(f"worker Deployment applied -> pod Ready in {time.monotonic() - created:.1f} s")
+    sidecars = pod["status"]["initContainerStatuses"]
+    assert [s["name"] for s in sidecars] == ["claimcheck-proxy"], sidecars
+    sidecar = sidecars[0]
+    worker = next(s for s in pod["status"]["containerStatuses"] if s["name"] == WORKER)
+    # The kubelet starts the app container only once the sidecar's startup probe passed.
+    assert sidecar["started"] and sidecar["ready"], sidecar
+    sidecar_start, worker_start = started_at(sidecar), started_at(worker)
+    assert sidecar_start <= worker_start, (sidecar_start, worker_start)
+    print(f"sidecar started {sidecar_start.time()}, worker started {worker_start.time()} "
+          f"({(worker_start - sidecar_start).total_seconds():.0f} s later, after the startup probe)")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+    assert env["TEMPORAL_ADDRESS"] == "localhost:7233", env
+
+
+def run_workflow(kube: Kube, pod: dict, workflow_id: str, size: int) -> dict:
+    """The Go checker, run in the worker's container: through the sidecar, as the worker."""
+    done = kube.kubectl("exec", "-n", TEAM, pod["metadata"]["name"], "-c", WORKER, "--",
+                        "/worker", "run", "-task-queue", TASK_QUEUE, "-workflow-id", workflow_id,
+                        "-size", str(size), check=False)
+    verdict = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+    assert done.returncode == 0 and verdict.get("ok"), (done.stdout, done.stderr)
+    return verdict
+
+
+async def test_ten_mib_pass_through_activities_and_history_holds_only_references(kube: Kube, temporal: str,
+                                                                                store):
+    pod = worker_pod(kube)
+    verdict = run_workflow(kube, pod, "ten-mib", 10 * MiB)
+    print(f"10 MiB through 3 activities in the cluster: {verdict['seconds']:.1f} s")
+    client = await Client.connect(temporal)
+    refs = await checked_run_references(client, "ten-mib", verdict["runId"], store)
+    assert refs and all(r.size_bytes >= 10 * MiB for r in refs), refs
+
+
+async def history_payload_sizes(client: Client, workflow_id: str) -> tuple[list[int], int]:
+    """Sizes of the inline payloads of a run's history, and how many references it holds."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    inline, references = [], 0
+    for event in history.events:
+        for _, payload in iter_payloads(event):
+            if is_reference(payload):
+                references += 1
+            else:
+                inline.append(payload.ByteSize())
+    return inline, references
+
+
+async def test_the_sidecar_follows_a_threshold_change(kube: Kube, temporal: str, node: dict[str, str]):
+    pod = worker_pod(kube)
+    client = await Client.connect(temporal)
+    run_workflow(kube, pod, "half-mib-before", 512 * 1024)
+    assert (await history_payload_sizes(client, "half-mib-before"))[1] > 0, "512 KiB offloaded at 256 KiB"
+
+    changed = time.monotonic()
+    kube.kubectl("patch", "payloadstoragepolicy", POLICY, "-n", TEAM, "--type", "merge",
+                 "-p", json.dumps({"spec": {"thresholdBytes": 1 * MiB}}))
+    wait_for("the policy Ready at its new generation", lambda: policy_ready(kube))
+    # The kubelet updates the mounted ConfigMap; the sidecar reloads it (its metrics say so).
+    ip = pod["status"]["podIP"]
+    wait_for("the sidecar's reload", lambda: reloads(ip) >= 1, timeout=180, every=1)
+    print(f"threshold changed -> sidecar reloaded in {time.monotonic() - changed:.1f} s")
+    run_workflow(kube, pod, "half-mib-after", 512 * 1024)
+    inline, references = await history_payload_sizes(client, "half-mib-after")
+    assert references == 0 and max(inline) >= 512 * 1024, (inline, references)
+
+
+def reloads(pod_ip: str) -> float:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{pod_ip}:9090/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("claimcheck_config_reloads_total"):
+            return float(line.split()[-1])
+    return 0
+
+
+def test_restarting_the_operator_refuses_no_admission(kube: Kube, images: dict[str, str]):
+    refused, admitted = [], 0
+    stop = threading.Event()
+
+    def admit_pods():
+        nonlocal admitted
+        manifest = json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "admission-", "namespace": TEAM,
+                         "labels": {"claimcheck.dev/policy": POLICY}},
+            "spec": {"containers": [{"name": WORKER, "image": images["worker"]}]},
+        })
+        while not stop.is_set():
+            done = kube.kubectl("create", "--dry-run=server", "-o", "name", "-f", "-", input=manifest, check=False)
+            if done.returncode == 0:
+                admitted += 1
+            else:
+                refused.append(done.stderr.strip())
+
+    thread = threading.Thread(target=admit_pods)
+    thread.start()
+    try:
+        kube.kubectl("rollout", "restart", "deployment/claimcheck-controller", "-n", OPERATOR_NAMESPACE)
+        kube.kubectl("rollout", "status", "deployment/claimcheck-controller", "-n", OPERATOR_NAMESPACE,
+                     "--timeout", "5m")
+    finally:
+        stop.set()
+        thread.join()
+    print(f"operator restarted under {admitted} admissions, {len(refused)} refused")
+    assert admitted > 0 and not refused, refused[:3]
+
+
+def s3_rule_ids(store) -> list[str]:
+    try:
+        rules = store._client.get_bucket_lifecycle_configuration(Bucket=store.bucket)["Rules"]
+    except store._client.exceptions.ClientError:
+        return []
+    return [r["ID"] for r in rules]
+
+
+async def test_deleting_the_policy_removes_its_rule_and_keeps_the_objects(kube: Kube, temporal: str, store):
+    assert s3_rule_ids(store), "the policy's bucket rule is installed"
+    kube.kubectl("delete", "deployment", WORKER, "-n", TEAM)
+    kube.kubectl("delete", "payloadstoragepolicy", POLICY, "-n", TEAM, "--timeout", "60s")
+    assert not s3_rule_ids(store)
+    # Every object the 10 MiB run references is still there, intact.
+    client = await Client.connect(temporal)
+    assert await checked_run_references(client, "ten-mib", None, store)
+
+
+def test_helm_upgrade_updates_the_crd(kube: Kube, images: dict[str, str], tmp_path: Path):
+    import shutil
+
+    chart = tmp_path / "claimcheck"
+    shutil.copytree(CHART, chart)
+    template = chart / "templates" / "crd.yaml"
+    # A new printer column: a change to the CRD as a release would bring one.
+    columns = "  - additionalPrinterColumns:\n"
+    column = "    - jsonPath: .spec.thresholdBytes\n      name: Threshold\n      type: integer\n"
+    text = template.read_text()
+    assert columns in text
+    template.write_text(text.replace(columns, columns + column, 1))
+    kube.helm("upgrade", "claimcheck", str(chart), "-n", OPERATOR_NAMESPACE, *operator_values(images),
+              "--wait", "--timeout", "5m")
+    crd = kube.get("crd", "payloadstoragepolicies.claimcheck.dev")
+    columns = [c["name"] for v in crd["spec"]["versions"] for c in v.get("additionalPrinterColumns", [])]
+    assert "Threshold" in columns, columns
+
+
+def test_helm_uninstall_leaves_no_webhook_and_pods_are_created(kube: Kube, images: dict[str, str]):
+    kube.helm("uninstall", "claimcheck", "-n", OPERATOR_NAMESPACE, "--wait", "--timeout", "3m")
+    # Replicas that were still terminating must not have brought it back.
+    time.sleep(5)
+    left = kube.kubectl("get", "mutatingwebhookconfiguration", "-o", "name").stdout.split()
+    assert not left, left
+    pod = json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "after-uninstall", "namespace": TEAM, "labels": {"claimcheck.dev/policy": POLICY}},
+        "spec": {"containers": [{"name": WORKER, "image": images["worker"], "args": ["worker"]}]},
+    })
+    created = json.loads(kube.kubectl("create", "-o", "json", "-f", "-", input=pod).stdout)
+    assert [c["name"] for c in created["spec"]["containers"]] == [WORKER]
+    assert not created["spec"].get("initContainers")
+    # The CRD is kept (crds.keep): policies survive an uninstall.
+    kube.get("crd", "payloadstoragepolicies.claimcheck.dev")
