@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint chart gitops image image-check e2e cluster demo bench fmt crds env-install env-up env-down env-smoke
+.PHONY: build test unit lint chart gitops image image-check e2e cluster demo-cluster demo bench fmt crds env-install env-up env-down env-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -47,6 +47,11 @@ gitops: env-install
 ## a Go worker with the injected sidecar passing 10 MiB, threshold change, restart, upgrade, uninstall.
 cluster: build env-install
 	@CLAIMCHECK_BIN=$(BIN) tests/cluster/run.sh
+
+## The operator's story on the embedded node, each step printed: install, policy Ready, pod
+## injected, a 10 MiB workflow, a small history (as root).
+demo-cluster: build env-install
+	@CLAIMCHECK_BIN=$(BIN) tests/cluster/run.sh --demo
 
 ## The Go worker is built (and packed as an image) before pytest, so no test waits on the build.
 e2e: build

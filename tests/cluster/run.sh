@@ -3,9 +3,11 @@
 # image built and pushed to the node's registry, the chart installed, a policy on MinIO, a Go
 # worker Deployment with the injected sidecar, then upgrade and uninstall (tests/cluster/).
 #
-# Usage: run.sh [PYTEST_ARGS...]   (as root: the node needs network namespaces and mounts)
-# Brings the node up in a temporary directory, runs pytest inside its network namespace, and
-# tears everything down however it ends; the directory (logs) is kept when a test fails.
+# Usage: run.sh [PYTEST_ARGS...]   the tests
+#        run.sh --demo             the story printed step by step (make demo-cluster)
+# As root: the node needs network namespaces and mounts. Brings the node up in a temporary
+# directory, runs pytest (or the demo) inside its network namespace, and tears everything down
+# however it ends; the directory (logs) is kept when a test fails.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 env_dir="$root/tests/env"
@@ -29,8 +31,12 @@ watch=(--watch $$)
 [[ -z "${CLAIMCHECK_KEEP_CLUSTER:-}" ]] || watch=()
 "$env_dir/cluster.sh" up "$dir" --only node,s3 "${watch[@]}"
 echo "node up in $((SECONDS - started)) s" >&2
+if [[ "${1:-}" == --demo ]]; then
+    command=("$root/tests/cluster/demo.py")
+else
+    command=(-m pytest -c "$root/tests/cluster/pytest.ini" "$root/tests/cluster" "$@")
+fi
 set +e
-CLUSTER_DIR="$dir" "$env_dir/node/enter.sh" "$dir" "$venv/bin/python" -m pytest -c "$root/tests/cluster/pytest.ini" \
-    "$root/tests/cluster" "$@"
+CLUSTER_DIR="$dir" PYTHONPATH="$root/tests/cluster" "$env_dir/node/enter.sh" "$dir" "$venv/bin/python" "${command[@]}"
 status=$?
 exit "$status"

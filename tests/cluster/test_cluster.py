@@ -8,68 +8,26 @@ the chart, and uninstall leaves no webhook behind.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
-from datetime import datetime
+import urllib.request
 from pathlib import Path
 
-import pytest
 from temporalio.client import Client
 
-from conftest import OPERATOR_NAMESPACE, ROOT, Kube, wait_for
-from claims import checked_run_references, iter_payloads, is_reference
-
-CHART = ROOT / "charts" / "claimcheck"
-TEAM = "team"
-POLICY = "payloads"
-WORKER = "worker"
-TASK_QUEUE = "cluster-test"
-MiB = 1 << 20
-
-
-def operator_values(images: dict[str, str]) -> list[str]:
-    repository, tag = images["operator"].rsplit(":", 1)
-    return ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
-
-
-def ready_pods(kube: Kube, namespace: str, selector: str) -> list[dict]:
-    pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
-    return [
-        p
-        for p in pods
-        if p["metadata"].get("deletionTimestamp") is None
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-    ]
-
-
-def condition(obj: dict, type_: str) -> dict | None:
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
-
-
-def policy_ready(kube: Kube) -> dict | None:
-    policy = kube.get("payloadstoragepolicy", POLICY, "-n", TEAM)
-    ready = condition(policy, "Ready")
-    current = ready and ready["status"] == "True" and ready.get("observedGeneration") == policy["metadata"]["generation"]
-    return policy if current else None
+from claims import checked_run_references, is_reference, iter_payloads
+from story import (CHART, MiB, OPERATOR_NAMESPACE, POLICY, TEAM, WORKER, Kube, apply_policy, deploy_worker,
+                   install_operator, lease_holder, operator_values, policy_ready, run_workflow, started_at,
+                   wait_for, worker_pod)
 
 
 def test_helm_install_brings_up_two_ready_replicas_one_leading(kube: Kube, images: dict[str, str]):
-    kube.apply({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": OPERATOR_NAMESPACE,
-                     "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
-    })
     started = time.monotonic()
-    kube.helm("install", "claimcheck", str(CHART), "-n", OPERATOR_NAMESPACE, *operator_values(images),
-              "--wait", "--timeout", "5m")
-    selector = "app.kubernetes.io/name=claimcheck,app.kubernetes.io/component=controller"
-    pods = wait_for("two Ready operator replicas", lambda: len(ready_pods(kube, OPERATOR_NAMESPACE, selector)) == 2
-                    and ready_pods(kube, OPERATOR_NAMESPACE, selector))
+    pods = install_operator(kube, images)
     print(f"helm install -> both replicas Ready in {time.monotonic() - started:.1f} s")
     names = {p["metadata"]["name"] for p in pods}
-    lease = wait_for("the Lease held", lambda: kube.get("lease", "claimcheck-controller", "-n", OPERATOR_NAMESPACE)
-                     ["spec"].get("holderIdentity"))
-    assert lease in names, (lease, names)
+    assert lease_holder(kube) in names, names
     # The configuration came with the chart; a replica filled in its CA.
     wait_for("the webhook's caBundle", lambda: kube.get("mutatingwebhookconfiguration", "claimcheck")
              ["webhooks"][0]["clientConfig"].get("caBundle"))
@@ -77,82 +35,16 @@ def test_helm_install_brings_up_two_ready_replicas_one_leading(kube: Kube, image
     assert "refuses an unknown policy" in test.stdout, test.stdout
 
 
-def test_a_policy_on_minio_turns_ready(kube: Kube, temporal: str, minio_for_pods: str, node: dict[str, str]):
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TEAM}})
-    credentials = {
-        "AWS_ENDPOINT": minio_for_pods,
-        "AWS_REGION": node["S3_REGION"],
-        "AWS_ACCESS_KEY_ID": node["S3_ACCESS_KEY_ID"],
-        "AWS_SECRET_ACCESS_KEY": node["S3_SECRET_ACCESS_KEY"],
-        "AWS_ALLOW_HTTP": "true",
-    }
-    kube.apply({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "minio", "namespace": TEAM},
-        "stringData": credentials,
-    })
+def test_a_policy_on_minio_turns_ready(kube: Kube, temporal: str, node: dict[str, str]):
     started = time.monotonic()
-    kube.apply(policy_manifest(temporal, node, threshold=256 * 1024))
-    policy = wait_for("the policy Ready", lambda: policy_ready(kube), timeout=120)
+    policy = apply_policy(kube, node, temporal, threshold=256 * 1024)
     print(f"policy applied -> Ready in {time.monotonic() - started:.1f} s")
     assert policy["status"]["lastProbe"]["largePayload"]["offloaded"] is True
 
 
-def policy_manifest(temporal: str, node: dict[str, str], threshold: int) -> dict:
-    return {
-        "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
-        "metadata": {"name": POLICY, "namespace": TEAM},
-        "spec": {
-            "temporal": {"address": temporal, "namespace": "default"},
-            "thresholdBytes": threshold,
-            "drivers": [{"name": "minio", "url": f"s3://{node['S3_BUCKET']}/{TEAM}/",
-                         "credentialsSecretRef": {"name": "minio"}}],
-            "lifecycle": {"maxWorkflowRunTimeout": "1d", "retention": "auto", "grace": "1d", "manage": True},
-            "probe": {"interval": "30s"},
-        },
-    }
-
-
-def worker_deployment(image: str) -> dict:
-    labels = {"app": WORKER, "claimcheck.dev/policy": POLICY}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": WORKER, "namespace": TEAM},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": WORKER}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{
-                        "name": WORKER, "image": image, "args": ["worker"],
-                        "env": [{"name": "TEMPORAL_TASK_QUEUE", "value": TASK_QUEUE}],
-                        # A request as a real worker has: without one the container gets the
-                        # kernel's least CPU share on this busy 2-core node.
-                        "resources": {"requests": {"cpu": "500m", "memory": "128Mi"}},
-                        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                            "capabilities": {"drop": ["ALL"]},
-                                            "seccompProfile": {"type": "RuntimeDefault"}},
-                    }],
-                },
-            },
-        },
-    }
-
-
-def worker_pod(kube: Kube) -> dict:
-    return wait_for("the worker pod Running", lambda: next(iter(ready_pods(kube, TEAM, f"app={WORKER}")), None),
-                    timeout=180)
-
-
-def started_at(status: dict) -> datetime:
-    return datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
-
-
 def test_the_worker_starts_after_its_injected_sidecar(kube: Kube, images: dict[str, str]):
     created = time.monotonic()
-    kube.apply(worker_deployment(images["worker"]))
-    pod = worker_pod(kube)
+    pod = deploy_worker(kube, images["worker"])
     print(f"worker Deployment applied -> pod Ready in {time.monotonic() - created:.1f} s")
     sidecars = pod["status"]["initContainerStatuses"]
     assert [s["name"] for s in sidecars] == ["claimcheck-proxy"], sidecars
@@ -166,16 +58,6 @@ def test_the_worker_starts_after_its_injected_sidecar(kube: Kube, images: dict[s
           f"({(worker_start - sidecar_start).total_seconds():.0f} s later, after the startup probe)")
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
     assert env["TEMPORAL_ADDRESS"] == "localhost:7233", env
-
-
-def run_workflow(kube: Kube, pod: dict, workflow_id: str, size: int) -> dict:
-    """The Go checker, run in the worker's container: through the sidecar, as the worker."""
-    done = kube.kubectl("exec", "-n", TEAM, pod["metadata"]["name"], "-c", WORKER, "--",
-                        "/worker", "run", "-task-queue", TASK_QUEUE, "-workflow-id", workflow_id,
-                        "-size", str(size), check=False)
-    verdict = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
-    assert done.returncode == 0 and verdict.get("ok"), (done.stdout, done.stderr)
-    return verdict
 
 
 async def test_ten_mib_pass_through_activities_and_history_holds_only_references(kube: Kube, temporal: str,
@@ -201,7 +83,7 @@ async def history_payload_sizes(client: Client, workflow_id: str) -> tuple[list[
     return inline, references
 
 
-async def test_the_sidecar_follows_a_threshold_change(kube: Kube, temporal: str, node: dict[str, str]):
+async def test_the_sidecar_follows_a_threshold_change(kube: Kube, temporal: str):
     pod = worker_pod(kube)
     client = await Client.connect(temporal)
     run_workflow(kube, pod, "half-mib-before", 512 * 1024)
@@ -221,8 +103,6 @@ async def test_the_sidecar_follows_a_threshold_change(kube: Kube, temporal: str,
 
 
 def reloads(pod_ip: str) -> float:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(f"http://{pod_ip}:9090/metrics", timeout=2) as answer:
             text = answer.read().decode()
@@ -285,8 +165,6 @@ async def test_deleting_the_policy_removes_its_rule_and_keeps_the_objects(kube: 
 
 
 def test_helm_upgrade_updates_the_crd(kube: Kube, images: dict[str, str], tmp_path: Path):
-    import shutil
-
     chart = tmp_path / "claimcheck"
     shutil.copytree(CHART, chart)
     template = chart / "templates" / "crd.yaml"
