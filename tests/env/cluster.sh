@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts and stops the test servers on loopback, on free ports, with everything under one directory.
 #
-#   cluster.sh up DIR [--only kube,node,s3,gcs,azure] [--watch PID]
+#   cluster.sh up DIR [--only kube,node,s3,gcs,azure] [--watch PID]   (node: as root)
 #   cluster.sh down DIR
 #   cluster.sh restart DIR SERVER
 #
@@ -96,7 +96,7 @@ down() {
     # it waits 10 s on their watches; then the API server: once etcd is gone, its shutdown hangs
     # on etcd calls.
     stop "$dir/kubelet.pid"
-    stop "$dir"/kube-{proxy,scheduler,controller-manager}.pid
+    stop "$dir"/{kube-proxy,kube-scheduler,kube-controller-manager,coredns}.pid
     stop "$dir/kube-apiserver.pid"
     stop "$dir"/*.pid
     [[ -f "$dir/netns" ]] && node_down "$(<"$dir/netns")"

@@ -1,6 +1,6 @@
 # The node group of cluster.sh (sourced by it; see its header): the network namespace, the
-# configuration of containerd, the kubelet and kube-proxy, and the launch, readiness and
-# teardown of the node's servers. Uses cluster.sh's start, wait_until, take_port, client_cert and
+# configuration of containerd, the CNI bridge, the kubelet, kube-proxy and CoreDNS, and the
+# launch, readiness and teardown of the node's servers. Uses cluster.sh's start, wait_until, take_port, client_cert and
 # write_kubeconfig, and its dir, pki and env_lines.
 
 NODE_NAME=claimcheck-node
