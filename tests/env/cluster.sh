@@ -77,21 +77,11 @@ stop() {
     rm -f "$@"
 }
 
-# reaped PID...: waits (up to 5 s) until the PIDs are gone from /proc, zombies too: once down
-# returns, `pgrep` finds none of its servers.
-reaped() {
-    local deadline=$((SECONDS + 5)) pid
-    for pid; do
-        [[ "$pid" != "$$" ]] || continue   # a watcher running down
-        while [[ -e "/proc/$pid" ]] && ((SECONDS < deadline)); do sleep 0.1; done
-    done
-}
-
 down() {
     shopt -s nullglob
     local -a pids=()
     local pidfile
-    for pidfile in "$dir"/*.pid; do pids+=("$(<"$pidfile")"); done
+    for pidfile in "$dir"/*.pid; do our_pid "$(<"$pidfile")" && pids+=("$(<"$pidfile")"); done
     # The kubelet first, or it restarts what goes away; the API server's other clients next, or
     # it waits 10 s on their watches; then the API server: once etcd is gone, its shutdown hangs
     # on etcd calls.
@@ -99,8 +89,10 @@ down() {
     stop "$dir"/{kube-proxy,kube-scheduler,kube-controller-manager,coredns}.pid
     stop "$dir/kube-apiserver.pid"
     stop "$dir"/*.pid
-    [[ -f "$dir/netns" ]] && node_down "$(<"$dir/netns")"
-    reaped "${pids[@]}"
+    if [[ -f "$dir/netns" ]]; then
+        node_down "$(<"$dir/netns")"
+        reaped "${pids[@]}"
+    fi
 }
 
 # --- up ---------------------------------------------------------------------------------------

@@ -82,6 +82,16 @@ remove_cgroups() {
     done
 }
 
+# reaped PID...: waits (up to 5 s) until the PIDs are gone from /proc, zombies too: once a node's
+# down returns, `pgrep` finds none of its servers or containers.
+reaped() {
+    local deadline=$((SECONDS + 5)) pid
+    for pid; do
+        [[ "$pid" != "$$" ]] || continue   # a watcher running down
+        while [[ -e "/proc/$pid" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    done
+}
+
 # kill_tree SIGNAL PID...: signals the PIDs and all their descendants, except this script, its
 # ancestors and its children (a watcher runs down from inside the namespace).
 kill_tree() {
