@@ -4,8 +4,8 @@
 #   - the node is Ready, with its InternalIP;
 #   - a pod with a native sidecar (an init container with restartPolicy Always and a startup
 #     probe) and a main container, both from the local registry, runs both, the main one started
-#     only once the sidecar had started, with a pod IP from the CNI bridge, and kubectl exec
-#     reaches it;
+#     only once the sidecar's startup probe passed, with a pod IP from the CNI bridge, and
+#     kubectl exec reaches it;
 #   - a Deployment's pod is created by the controller-manager (Deployment -> ReplicaSet -> Pod),
 #     and the garbage collector removes it with the Deployment;
 #   - a Service IP leads to its endpoint through kube-proxy (the "kubernetes" Service), from the
@@ -50,6 +50,9 @@ until_true 30 kubectl get serviceaccount default ||
     die "no ServiceAccount 'default' in $namespace after 30 s: the controller-manager's token controllers do not run"
 
 check "pod with a native sidecar (startup probe) and a main container, images from $REGISTRY"
+# The probe's first run is $probe_delay s after the sidecar starts: the main container may not
+# start before.
+probe_delay=2
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
@@ -62,6 +65,7 @@ spec:
     restartPolicy: Always
     startupProbe:
       exec: {command: [/pause, -v]}
+      initialDelaySeconds: $probe_delay
       periodSeconds: 1
   containers:
   - name: main
@@ -79,8 +83,8 @@ done
     die "pod/sidecar: the sidecar's startup probe did not pass"
 sidecar_started="$(field pod/sidecar '{.status.initContainerStatuses[0].state.running.startedAt}')"
 main_started="$(field pod/sidecar '{.status.containerStatuses[0].state.running.startedAt}')"
-[[ ! "$main_started" < "$sidecar_started" ]] ||
-    die "pod/sidecar: main started at $main_started, before the sidecar ($sidecar_started)"
+(($(date -d "$main_started" +%s) - $(date -d "$sidecar_started" +%s) >= probe_delay)) ||
+    die "pod/sidecar: main started at $main_started, before the sidecar's startup probe passed (sidecar started at $sidecar_started, probe after ${probe_delay} s)"
 pod_ip="$(field pod/sidecar '{.status.podIP}')"
 in_pod_subnet "$pod_ip" || die "pod/sidecar: pod IP '$pod_ip' is not from the bridge's $POD_SUBNET"
 # Through the API server, the kubelet (at its InternalIP) and containerd's stream server.
