@@ -367,7 +367,9 @@ up() {
     if [[ ",$only," == *,node,* ]]; then
         # The node needs the API server, started and answering before it.
         with_node=1
-        groups=(kube node $(printf '%s\n' "${groups[@]}" | grep -vx 'kube\|node' || true))
+        local -a others
+        mapfile -t others < <(printf '%s\n' "${groups[@]}" | grep -vx 'kube\|node')
+        groups=(kube node "${others[@]}")
     fi
     for group in "${groups[@]}"; do
         case "$group" in

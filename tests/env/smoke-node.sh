@@ -76,8 +76,8 @@ kubectl wait --for condition=Ready --timeout 60s pod/sidecar >/dev/null || {
     die "pod with a sidecar not Ready after 60 s"
 }
 for container in initContainerStatuses containerStatuses; do
-    running="$(field pod/sidecar "{.status.$container[0].state.running.startedAt}")"
-    [[ -n "$running" ]] || die "pod/sidecar: $container[0] is not running: $(field pod/sidecar "{.status.$container[0].state}")"
+    running="$(field pod/sidecar "{.status.${container}[0].state.running.startedAt}")"
+    [[ -n "$running" ]] || die "pod/sidecar: ${container}[0] is not running: $(field pod/sidecar "{.status.${container}[0].state}")"
 done
 [[ "$(field pod/sidecar '{.status.initContainerStatuses[0].started}')" == true ]] ||
     die "pod/sidecar: the sidecar's startup probe did not pass"
