@@ -10,14 +10,12 @@ use std::process::Command;
 
 use claimcheck::controller::{WEBHOOK_SECRET, cluster_role, role};
 use claimcheck::inject::{Defaults, locked_down};
-use claimcheck::policy::PayloadStoragePolicy;
 use claimcheck::webhook::{CONFIGURATION, ClientConfig, mutating_webhook_configuration};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -69,7 +67,7 @@ fn only<'a, T: DeserializeOwned>(mut found: impl Iterator<Item = &'a serde_yaml:
 
 #[test]
 fn the_crd_template_is_generated_from_the_types() {
-    let generated = claimcheck::chart::crd_template(&PayloadStoragePolicy::crd()).unwrap();
+    let generated = claimcheck::chart::crd_template(&claimcheck::policy::crd()).unwrap();
     let committed = std::fs::read_to_string(format!("{ROOT}/charts/claimcheck/templates/crd.yaml")).unwrap();
     assert!(
         committed == generated,
@@ -81,7 +79,7 @@ fn the_crd_template_is_generated_from_the_types() {
 fn the_chart_installs_the_crd_of_the_types_and_upgrades_it() {
     let objects = render(&[]);
     let crd: CustomResourceDefinition = one(&objects, "CustomResourceDefinition");
-    assert_eq!(crd.spec, PayloadStoragePolicy::crd().spec);
+    assert_eq!(crd.spec, claimcheck::policy::crd().spec);
     let annotations = crd.metadata.annotations.unwrap_or_default();
     assert_eq!(
         annotations.get("helm.sh/resource-policy").map(String::as_str),
@@ -98,12 +96,22 @@ fn the_chart_installs_the_crd_of_the_types_and_upgrades_it() {
 #[test]
 fn the_chart_grants_exactly_the_controllers_permissions() {
     let objects = render(&[]);
-    let expected = cluster_role(CONFIGURATION);
+    let expected = cluster_role(Some(CONFIGURATION));
     let name = expected.metadata.name.as_deref().unwrap();
     let cluster: ClusterRole = named(&objects, "ClusterRole", name);
     assert_eq!(cluster.rules, expected.rules);
     let own: Role = named(&objects, "Role", name);
     assert_eq!(own.rules, role(NAMESPACE).rules);
+
+    // With cert-manager the operator writes neither the caBundle nor a Secret.
+    let objects = render(&["certManager.enabled=true"]);
+    let cluster: ClusterRole = named(&objects, "ClusterRole", name);
+    assert_eq!(cluster.rules, cluster_role(None).rules);
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Role" && o["metadata"]["name"] == name)
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subje
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use support::DevServer;
 use support::cluster::{Cluster, Store};
 
@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &PayloadStoragePolicy::crd())
+    crds.create(&PostParams::default(), &claimcheck::policy::crd())
         .await
         .expect("CRD accepted");
     let established = await_condition(
@@ -127,7 +127,7 @@ fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
 async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let (cluster, server, client) = servers("kube,s3").await;
     // The controller runs with exactly the ClusterRole of the chart, nothing more.
-    let role = claimcheck::controller::cluster_role(claimcheck::webhook::CONFIGURATION);
+    let role = claimcheck::controller::cluster_role(Some(claimcheck::webhook::CONFIGURATION));
     Api::<ClusterRole>::all(client.clone())
         .create(&PostParams::default(), &role)
         .await

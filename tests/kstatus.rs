@@ -181,12 +181,14 @@ async fn kstatus_and_argocd_follow_the_policy_through_its_states() {
     let driver = policy["spec"]["drivers"][0].clone();
     let mut timeline = Timeline::default();
 
-    // Applied before its Secret, as GitOps may order them. kstatus has nothing to go by
-    // until the controller writes a status, and assumes Current (its documented limit for
-    // a resource it sees before its controller); Argo CD's check waits.
+    // Applied before its Secret, as GitOps may order them. Before the controller has written
+    // a status, the CRD's default (observedGeneration 0) keeps both readers waiting.
     let created = raw(&client, "POST", POLICY, Some(&policy)).await;
     let reading = timeline.record("created", &created);
-    assert_eq!(reading.kstatus.message, "Resource is current");
+    assert_eq!(
+        reading.kstatus.message,
+        "PayloadStoragePolicy generation is 1, but latest observed generation is 0"
+    );
     let missing = "Secret default/store-creds does not exist";
     let reading = timeline.until(&client, "Secret missing", "InProgress").await;
     assert_eq!(reading.kstatus.message, missing);
@@ -247,7 +249,7 @@ async fn kstatus_and_argocd_follow_the_policy_through_its_states() {
     assert_eq!(
         timeline.statuses(),
         vec![
-            pair("Current", "Progressing"),    // created, no status yet
+            pair("InProgress", "Progressing"), // created, not yet observed
             pair("InProgress", "Degraded"),    // Secret missing
             pair("Current", "Healthy"),        // Secret created
             pair("InProgress", "Progressing"), // spec edited, not yet observed

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use claimcheck::policy::PayloadStoragePolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use support::cluster::{Cluster, Store};
@@ -19,7 +18,7 @@ const CRD_FILE: &str = concat!(
 
 #[test]
 fn the_crd_in_the_repository_is_generated_from_the_types() {
-    let generated = serde_yaml::to_string(&PayloadStoragePolicy::crd()).unwrap();
+    let generated = serde_yaml::to_string(&claimcheck::policy::crd()).unwrap();
     let committed = std::fs::read_to_string(CRD_FILE).unwrap();
     assert!(
         committed == generated,
@@ -47,7 +46,7 @@ async fn invalid_policies_are_refused_by_the_api_server_naming_the_field() {
     let cluster = Cluster::up("kube");
     let client = cluster.kube().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &PayloadStoragePolicy::crd())
+    crds.create(&PostParams::default(), &claimcheck::policy::crd())
         .await
         .expect("the CRD is accepted");
     let established = await_condition(

@@ -83,8 +83,12 @@ async fn replicas(client: &kube::Client, namespace: &str, service: &str) -> anyh
         let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
             continue;
         };
+        if slice.address_type == "FQDN" {
+            continue;
+        }
         for endpoint in slice.endpoints {
-            if endpoint.conditions.and_then(|c| c.ready) != Some(true) {
+            // An unset `ready` means ready (discovery.k8s.io/v1).
+            if endpoint.conditions.and_then(|c| c.ready) == Some(false) {
                 continue;
             }
             for ip in endpoint.addresses {

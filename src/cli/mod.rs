@@ -6,10 +6,7 @@ mod probe;
 mod proxy;
 
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
 use tracing_subscriber::EnvFilter;
-
-use crate::policy::PayloadStoragePolicy;
 
 #[derive(Parser)]
 #[command(
@@ -62,7 +59,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Proxy(args) => proxy::run(*args).await,
             Command::Controller(args) => operator::run(*args).await,
             Command::Crd { chart } => {
-                let crd = PayloadStoragePolicy::crd();
+                let crd = crate::policy::crd();
                 match chart {
                     true => print!("{}", crate::chart::crd_template(&crd)?),
                     false => print!("{}", serde_yaml::to_string(&crd)?),

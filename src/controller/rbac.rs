@@ -16,48 +16,53 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// The ClusterRole, with the webhook configuration whose caBundle the replicas keep.
-pub fn cluster_role(webhook_configuration: &str) -> ClusterRole {
+/// The ClusterRole, with the webhook configuration whose caBundle the replicas keep (none
+/// when cert-manager's CA injector keeps it).
+pub fn cluster_role(webhook_configuration: Option<&str>) -> ClusterRole {
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(CLUSTER_ROLE.to_owned()),
             ..ObjectMeta::default()
         },
-        rules: Some(vec![
-            // Watch policies; the finalizer is added and removed with a patch.
-            rule(
-                "claimcheck.dev",
-                "payloadstoragepolicies",
-                &["get", "list", "watch", "patch"],
-            ),
-            rule(
-                "claimcheck.dev",
-                "payloadstoragepolicies/status",
-                &["get", "patch"],
-            ),
-            // The rendered proxy configuration, applied server-side and watched as owned.
-            rule("", "configmaps", &["get", "list", "watch", "create", "patch"]),
-            // Driver credentials and Temporal TLS, read by name only.
-            rule("", "secrets", &["get"]),
-            // Events on policies: Ready changes, rules removed.
-            rule("events.k8s.io", "events", &["create", "patch"]),
-            // The caBundle of the installed webhook configuration, and nothing else of it:
-            // a replica never creates one (see webhook::server::keep_ca_bundle).
-            PolicyRule {
-                resource_names: Some(vec![webhook_configuration.to_owned()]),
+        rules: Some(
+            [
+                // Watch policies; the finalizer is added and removed with a patch.
+                rule(
+                    "claimcheck.dev",
+                    "payloadstoragepolicies",
+                    &["get", "list", "watch", "patch"],
+                ),
+                rule(
+                    "claimcheck.dev",
+                    "payloadstoragepolicies/status",
+                    &["get", "patch"],
+                ),
+                // The rendered proxy configuration, applied server-side and watched as owned.
+                rule("", "configmaps", &["get", "list", "watch", "create", "patch"]),
+                // Driver credentials and Temporal TLS, which policies name: get, never list or watch.
+                rule("", "secrets", &["get"]),
+                // Events on policies: Ready changes, rules removed.
+                rule("events.k8s.io", "events", &["create", "patch"]),
+                // Leader election.
+                rule(
+                    "coordination.k8s.io",
+                    "leases",
+                    &["get", "list", "watch", "create", "patch", "update"],
+                ),
+            ]
+            .into_iter()
+            // The caBundle of the installed webhook configuration, and nothing else of it: a
+            // replica never creates one (see webhook::server::keep_ca_bundle).
+            .chain(webhook_configuration.map(|name| PolicyRule {
+                resource_names: Some(vec![name.to_owned()]),
                 ..rule(
                     "admissionregistration.k8s.io",
                     "mutatingwebhookconfigurations",
                     &["get", "patch"],
                 )
-            },
-            // Leader election.
-            rule(
-                "coordination.k8s.io",
-                "leases",
-                &["get", "list", "watch", "create", "patch", "update"],
-            ),
-        ]),
+            }))
+            .collect(),
+        ),
         ..ClusterRole::default()
     }
 }

@@ -7,7 +7,8 @@ mod sidecar;
 
 use std::collections::BTreeMap;
 
-use kube::{CustomResource, KubeSchema};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSON};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationError, parse_duration};
@@ -204,6 +205,25 @@ impl Default for ProbeSpec {
             large_bytes: default_large_bytes(),
         }
     }
+}
+
+/// The CustomResourceDefinition: what kube derives from the types, with one addition. A new
+/// policy reads `status: {observedGeneration: 0}` until the controller writes its status, so
+/// that kstatus (Flux's health checks, `helm --wait`) sees it in progress: without a status it
+/// cannot tell the policy from a resource that has none, and calls it Current.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = PayloadStoragePolicy::crd();
+    for version in &mut crd.spec.versions {
+        let properties = version
+            .schema
+            .as_mut()
+            .and_then(|schema| schema.open_api_v3_schema.as_mut())
+            .and_then(|schema| schema.properties.as_mut());
+        if let Some(status) = properties.and_then(|properties| properties.get_mut("status")) {
+            status.default = Some(JSON(serde_json::json!({"observedGeneration": 0})));
+        }
+    }
+    crd
 }
 
 /// What the controller last observed and concluded (kstatus conventions).

@@ -75,11 +75,6 @@ pub async fn run(
     let _watch = Owned(tokio::spawn(watch));
     let (serving, managed) = first_certificate(&client, &options).await?;
     let serving = Arc::new(serving);
-    let _keeper = Owned(tokio::spawn(keep_certificate(
-        client.clone(),
-        options.clone(),
-        serving.clone(),
-    )));
     policies.wait_until_ready().await?;
     let reporter = Reporter {
         controller: "claimcheck-webhook".to_owned(),
@@ -94,11 +89,19 @@ pub async fn run(
     });
     // Only now is the API server given the CA to call with: the cache is warm, the
     // certificate loaded. A configuration not installed yet is retried by the keeper.
+    let mut bundle_kept = true;
     if let (Some(certs), CertSource::Managed { configuration, .. }) = (&managed, &options.certs)
         && let Err(e) = keep_ca_bundle(&client, configuration, certs).await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot write the webhook's caBundle yet");
+        bundle_kept = false;
     }
+    let _keeper = Owned(tokio::spawn(keep_certificate(
+        client.clone(),
+        options.clone(),
+        serving.clone(),
+        bundle_kept,
+    )));
     telemetry.set_webhook_ready();
     let mut tls = rustls::ServerConfig::builder()
         .with_no_client_auth()
@@ -220,7 +223,12 @@ async fn first_certificate(
 }
 
 /// Renews and reloads the certificate, and keeps the caBundle, for as long as the webhook runs.
-async fn keep_certificate(client: Client, options: WebhookOptions, serving: Arc<ServingCert>) {
+async fn keep_certificate(
+    client: Client,
+    options: WebhookOptions,
+    serving: Arc<ServingCert>,
+    mut bundle_kept: bool,
+) {
     let every = match &options.certs {
         CertSource::Managed { lifetime, .. } => {
             (*lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
@@ -228,7 +236,6 @@ async fn keep_certificate(client: Client, options: WebhookOptions, serving: Arc<
         CertSource::Files(_) => Duration::from_secs(10),
     };
     let mut served = None;
-    let mut bundle_kept = true;
     loop {
         // Until the caBundle is written, labelled pods are refused: try again soon.
         tokio::time::sleep(if bundle_kept { every } else { BUNDLE_RETRY }).await;

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,7 +90,8 @@ def push_images(node: dict[str, str]) -> dict[str, str]:
     """The operator's image (make image) and the Go worker's, pushed to the node's registry."""
     registry = node["REGISTRY"]
     operator = f"{registry}/claimcheck:test"
-    quietly([str(ROOT / "image" / "build.sh")], env={**os.environ, "IMAGE": operator})
+    with tempfile.TemporaryDirectory() as layout:  # not make image's: that one may be in use
+        quietly([str(ROOT / "image" / "build.sh")], env={**os.environ, "IMAGE": operator, "IMAGE_DIR": layout})
     tools = quietly([str(ROOT / "tests" / "env" / "install.sh"), "crane"])
     crane = next(line.split("=", 1)[1] for line in tools.splitlines() if line.startswith("CRANE_BIN="))
     worker = f"{registry}/worker:test"

@@ -24,9 +24,13 @@ done
 ((EUID == 0)) || die "Debian packages missing (${missing[*]}): run as root, or apt-get install them"
 mkdir -p "$cache"
 # One apt at a time: parallel tests may all find the same package missing.
+# No service starts at install (policy-rc.d exits 101): on a host with an init system,
+# containerd's package would otherwise start a machine-wide daemon; the tests run their own.
 (
     flock 9
     log "apt-get install ${missing[*]}"
+    policy=/usr/sbin/policy-rc.d
+    [[ -e "$policy" ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 ) 9>"$cache/.lock-apt"

@@ -14,9 +14,9 @@ use claimcheck::webhook::{
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 pub const OPERATOR_NAMESPACE: &str = "claimcheck-system";
@@ -25,7 +25,7 @@ pub const TLS_SECRET: &str = "claimcheck-webhook-tls";
 /// The CRD, the operator's namespace and `default`.
 pub async fn install(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &PayloadStoragePolicy::crd())
+    crds.create(&PostParams::default(), &claimcheck::policy::crd())
         .await
         .unwrap();
     let established = await_condition(

@@ -46,7 +46,10 @@ node_down() {
         ip netns delete "$netns"
     fi
     # Deepest first; lazily, as a mount still busy would keep the rest.
-    dir_mounts | sort -r | while read -r mountpoint; do umount -l "$mountpoint"; done
+    # One that will not go must not stop the rest of the teardown.
+    dir_mounts | sort -r | while read -r mountpoint; do
+        umount -l "$mountpoint" || log "cannot unmount $mountpoint"
+    done
     # The tasks that were running when killed: a shim listens on /run/containerd/s/<sha256 of
     # "<containerd socket>/<namespace>/<id>">; runc made the cgroup /k8s.io/<id> in each hierarchy
     # (the kubelet gives no parent when cgroupsPerQOS is off); CNI results are
@@ -56,12 +59,13 @@ node_down() {
         id=${id##*/}
         rm -f "/run/containerd/s/$(printf '%s' "$(node_socket)/k8s.io/$id" | sha256sum | cut -c1-64)" \
             /var/lib/cni/results/{"$netns",cni-loopback}-"$id"-*
-        cgroups+=(/sys/fs/cgroup/*/k8s.io/"$id")
+        # v1 and hybrid hierarchies, then the unified one.
+        cgroups+=(/sys/fs/cgroup/*/k8s.io/"$id" /sys/fs/cgroup/k8s.io/"$id")
     done
     remove_cgroups "${cgroups[@]}"
     # The parents runc and the shims made; another node may still use them (then they are not
     # empty, and stay).
-    rmdir /sys/fs/cgroup/*/k8s.io /run/containerd/s /run/containerd 2>/dev/null || true
+    rmdir /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/k8s.io /run/containerd/s /run/containerd 2>/dev/null || true
     rm -f "$dir/netns"
 }
 
