@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint chart gitops image image-check e2e cluster demo-cluster demo bench fmt crds env-install env-up env-down env-smoke
+.PHONY: build test unit lint chart gitops image image-check e2e cluster demo-cluster demo bench fmt crds env-install env-up env-down env-smoke env-smoke-node
 
 build:
 	$(CARGO) build --release --locked
@@ -96,6 +96,13 @@ env-smoke:
 	trap 'st=$$?; tests/env/cluster.sh down "$$dir"; \
 	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
 	tests/env/cluster.sh up "$$dir" --watch $$$$ && tests/env/smoke.sh "$$dir"
+
+## The node (kubelet, containerd, pods) checked in a throwaway environment, torn down after (as root).
+env-smoke-node:
+	@export CLAIMCHECK_CACHE=$(CACHE); dir=$$(mktemp -d); \
+	trap 'st=$$?; tests/env/cluster.sh down "$$dir"; \
+	      if ((st)); then echo "logs kept in $$dir" >&2; else rm -rf "$$dir"; fi' EXIT; \
+	tests/env/cluster.sh up "$$dir" --only node --watch $$$$ && tests/env/smoke-node.sh "$$dir"
 
 ## Regenerates what is generated: the CRD from the Rust types (crds/ and the chart's template),
 ## deploy/operator.yaml from the chart (tests fail when any of them drifts).
