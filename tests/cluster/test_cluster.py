@@ -35,6 +35,16 @@ def test_helm_install_brings_up_two_ready_replicas_one_leading(kube: Kube, image
     assert "refuses an unknown policy" in test.stdout, test.stdout
 
 
+def test_a_gitops_tool_sees_no_drift_once_the_operator_wrote_the_ca(kube: Kube, images: dict[str, str]):
+    """Argo CD and Flux compare the chart's objects with the live ones by a server-side dry run:
+    the caBundle the operator wrote is not the chart's, so nothing differs."""
+    rendered = kube.helm("template", "claimcheck", str(CHART), "-n", OPERATOR_NAMESPACE, "--skip-tests",
+                         *operator_values(images)).stdout
+    diff = kube.kubectl("diff", "--server-side", "--force-conflicts", "--field-manager", "argocd-controller",
+                        "-f", "-", input=rendered, check=False)
+    assert diff.returncode == 0, diff.stdout or diff.stderr
+
+
 def test_a_policy_on_minio_turns_ready(kube: Kube, temporal: str, node: dict[str, str]):
     started = time.monotonic()
     policy = apply_policy(kube, node, temporal, threshold=256 * 1024)
