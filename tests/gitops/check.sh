@@ -13,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/lib.sh"
 
 root="$(cd "$env_dir/../.." && pwd)"
 here="$root/tests/gitops"
+chart_py="$root/tests/chart/chart.py"
 # The versions of docs/gitops.md's tools, whose CRDs the manifests are checked against:
 # Argo CD's newest v3.5 (v3.6 needs Go 1.27) and the controllers of Flux v2.7.3 (the
 # helm-controller module has no newer version on the proxy).
@@ -38,10 +39,11 @@ step() { # NAME COMMAND...: runs one check, remembers it if it fails
     "$@" || failed+=("$name")
 }
 
-# The CRDs' JSON schemas, cached by module versions (the modules come from the Go proxy once).
+# The CRDs' JSON schemas, cached by module versions and converter (the modules come from the Go
+# proxy once). The conversion is the chart check's, so both hold manifests to the same schema.
 crd_schemas() {
     local stamp dir files=() module path
-    stamp="$(printf '%s\n' "${crd_modules[@]}" | sha256sum | cut -c1-12)"
+    stamp="$({ printf '%s\n' "${crd_modules[@]}"; cat "$chart_py"; } | sha256sum | cut -c1-12)"
     dir="$cache/gitops-schemas-$stamp"
     if [[ ! -f "$dir/.installed" ]]; then
         export GOPATH="$cache/go" GOMODCACHE="$cache/go/pkg/mod" GOTOOLCHAIN=local GOFLAGS=-modcacherw
@@ -52,12 +54,12 @@ crd_schemas() {
                 "$python" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/$path")
         done
         rm -rf "$dir"
-        "$python" "$here/gitops.py" schemas "$dir" "${files[@]}"
+        "$python" "$chart_py" crd-schemas "$dir" "${files[@]}" || return 1
         echo installed >"$dir/.installed"
     fi
     # Ours comes from the working tree: regenerated each run.
     cp -r "$dir" "$work/schemas"
-    "$python" "$here/gitops.py" schemas "$work/schemas" "$root/crds/payloadstoragepolicies.claimcheck.dev.yaml"
+    "$python" "$chart_py" crd-schemas "$work/schemas" "$root/crds/payloadstoragepolicies.claimcheck.dev.yaml"
 }
 
 kubeconform() {
@@ -70,15 +72,23 @@ docs_manifests() {
     "$python" "$here/gitops.py" manifests "$root/docs/gitops.md" "$work/docs" && kubeconform "$work/docs"
 }
 
-# A field Argo CD does not know (`sourcee`) must be refused, or check 3 proves nothing.
+# A field Argo CD does not know must be refused, nested (`sourcee` for `source`) or top-level
+# (`specc`: one more field, so no missing required one refuses it instead), or check 3 proves nothing.
 refuses_a_misspelt_field() {
-    local applications=("$work"/docs/*-application-*.yaml)
-    sed 's/^  source:/  sourcee:/' "${applications[0]}" >"$work/misspelt.yaml"
-    if kubeconform "$work/misspelt.yaml" >"$work/misspelt.out" 2>&1; then
-        echo "FAIL kubeconform accepted $work/misspelt.yaml"
-        return 1
-    fi
-    grep -q sourcee "$work/misspelt.out" && echo "ok   a misspelt field is refused: $(head -n 1 "$work/misspelt.out")"
+    local applications=("$work"/docs/*-application-*.yaml) field edit
+    for field in sourcee specc; do
+        case $field in
+            sourcee) edit='s/^  source:/  sourcee:/' ;;
+            specc) edit="\$a specc: {}" ;;
+        esac
+        sed "$edit" "${applications[0]}" >"$work/misspelt.yaml"
+        if kubeconform "$work/misspelt.yaml" >"$work/misspelt.out" 2>&1; then
+            echo "FAIL kubeconform accepted a misspelt field ($field): $(<"$work/misspelt.yaml")"
+            return 1
+        fi
+        grep -q "'$field'" "$work/misspelt.out" || { cat "$work/misspelt.out"; return 1; }
+        echo "ok   a misspelt field is refused: $(head -n 1 "$work/misspelt.out")"
+    done
 }
 
 step "Argo CD health check (lua5.1)" "$python" "$here/gitops.py" health "$here/argocd_health.lua" "$root/deploy/argocd"

@@ -3,7 +3,6 @@
     gitops.py health LUA_RUNNER HEALTH_DIR   Argo CD's health_test.yaml cases, on lua5.1
     gitops.py argocd-cm CONFIGMAP HEALTH_LUA [--write]
                                              the argocd-cm snippet embeds health.lua unchanged
-    gitops.py schemas OUT CRD_FILE...        CRDs to JSON schemas, as kubeconform's openapi2jsonschema
     gitops.py manifests DOC OUT              the YAML blocks of a Markdown file, one file each
 """
 
@@ -78,43 +77,6 @@ def argocd_cm(configmap, health_lua, write=None):
     return 0
 
 
-def strict(schema, root=True):
-    """Nested objects with properties refuse other properties (kubectl's validation, and what
-    openapi2jsonschema writes); the root keeps apiVersion/kind/metadata open."""
-    if isinstance(schema, dict):
-        if "properties" in schema and not root and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        if schema.get("format") == "int-or-string":
-            schema.pop("format")
-            schema["oneOf"] = [{"type": "string"}, {"type": "integer"}]
-        for value in schema.values():
-            strict(value, root=False)
-    elif isinstance(schema, list):
-        for value in schema:
-            strict(value, root=False)
-    return schema
-
-
-def schemas(out, *crd_files):
-    """One JSON schema per CRD version: OUT/<group>/<kind>_<version>.json, the layout of
-    kubeconform's -schema-location 'OUT/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json'."""
-    written = 0
-    for crd_file in crd_files:
-        for doc in yaml.safe_load_all(pathlib.Path(crd_file).read_text()):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc["spec"]
-            for version in spec["versions"]:
-                schema = strict(version["schema"]["openAPIV3Schema"])
-                path = pathlib.Path(out) / spec["group"] / f"{spec['names']['kind'].lower()}_{version['name']}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(schema, indent=1))
-                written += 1
-    if not written:
-        return fail(f"no CRD in {crd_files}")
-    return 0
-
-
 def manifests(doc, out):
     """Writes each document of each ```yaml block of DOC to OUT/NN-<kind>-<name>.yaml."""
     blocks = re.findall(r"^```yaml\n(.*?)^```", pathlib.Path(doc).read_text(), re.S | re.M)
@@ -133,7 +95,7 @@ def manifests(doc, out):
 
 
 if __name__ == "__main__":
-    commands = {"health": health, "argocd-cm": argocd_cm, "schemas": schemas, "manifests": manifests}
+    commands = {"health": health, "argocd-cm": argocd_cm, "manifests": manifests}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(1 if commands[sys.argv[1]](*sys.argv[2:]) else 0)
