@@ -18,8 +18,7 @@ import os
 import subprocess
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,7 @@ CARRIERS = Counter({"ACTIVITY_TASK_COMPLETED": 3, "ACTIVITY_TASK_SCHEDULED": 2})
 # The first test also waits for the build, beyond the suite's 300 s last resort.
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 120)
 
-GoWorker = Callable[[str, str], AbstractContextManager[Process]]
+GoRun = Callable[[str, int, int], tuple[dict, Process]]
 
 
 def build(*args: str) -> Path:
@@ -56,29 +55,32 @@ def go_worker_bin() -> Path:
 
 
 @pytest.fixture
-def go_worker(go_worker_bin: Path, logs: dict[str, Path], tmp_path: Path) -> GoWorker:
-    """start(address, task_queue): the Go worker, configured from the environment as in a pod,
-    stopped with SIGTERM on leaving."""
+def go_run(go_worker_bin: Path, logs: dict[str, Path], tmp_path: Path) -> GoRun:
+    """run(address, size, timeout): one PassThrough workflow of SIZE bytes on a task queue of its
+    own, the Go worker (configured from the environment as in a pod) and the Go checker both
+    talking to ADDRESS. Returns the checker's verdict and the worker, stopped with SIGTERM."""
 
-    @contextmanager
-    def start(address: str, task_queue: str) -> Iterator[Process]:
-        log = tmp_path / f"go-worker-{task_queue}.log"
-        logs[f"go worker {task_queue}"] = log
-        env = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": task_queue}
-        process = Process.start("go worker", [str(go_worker_bin), "worker"], log, env)
+    def run(address: str, size: int, timeout: int) -> tuple[dict, Process]:
+        workflow_id = unique("go-worker")
+        logs["go worker"] = tmp_path / "go-worker.log"
+        logs["go run"] = tmp_path / "go-run.log"
+        env = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": workflow_id}
+        worker = Process.start("go worker", [str(go_worker_bin), "worker"], logs["go worker"], env)
         try:
-            yield process
-            process.check_running()
+            verdict = run_workflow(go_worker_bin, address, workflow_id, size, timeout, logs["go run"])
+            worker.check_running()
         finally:
-            process.stop()
+            worker.stop()
+        return verdict, worker
 
-    return start
+    return run
 
 
 def run_workflow(
     binary: Path, address: str, workflow_id: str, size: int, timeout: int, log: Path
 ) -> dict:
-    """The Go checker's verdict on one PassThrough workflow (its task queue is its id)."""
+    """The Go checker's verdict on one PassThrough workflow (its task queue is its id). It exits
+    0 or 1 with a JSON verdict on stdout; anything else is a crash, reported with its stderr."""
     with log.open("w") as stderr:
         done = subprocess.run(
             [
@@ -94,8 +96,14 @@ def run_workflow(
             text=True,
             timeout=timeout + 30,
         )
-    verdict = json.loads(done.stdout)
-    assert done.returncode == (0 if verdict["ok"] else 1), (done.returncode, verdict)
+    try:
+        verdict = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        verdict = None
+    assert isinstance(verdict, dict) and done.returncode == (0 if verdict.get("ok") else 1), (
+        f"the Go checker exited {done.returncode}, stdout {done.stdout!r}; "
+        f"its stderr ({log}) ends: {log.read_text()[-2000:]}"
+    )
     return verdict
 
 
@@ -110,19 +118,12 @@ async def history(client: Client, workflow_id: str, run_id: str):
 async def test_go_worker_through_proxy(
     size: int,
     offloaded: bool,
-    go_worker_bin: Path,
-    go_worker: GoWorker,
+    go_run: GoRun,
     proxy: Proxy,
     direct_client: Client,
-    logs: dict[str, Path],
-    tmp_path: Path,
 ) -> None:
-    workflow_id = unique("go-worker")
-    logs["go run"] = tmp_path / "go-run.log"
-    with go_worker(proxy.address, workflow_id) as worker:
-        verdict = run_workflow(
-            go_worker_bin, proxy.address, workflow_id, size, RUN_TIMEOUT, logs["go run"]
-        )
+    verdict, worker = go_run(proxy.address, size, RUN_TIMEOUT)
+    workflow_id = verdict["workflowId"]
     assert verdict["ok"], verdict
     assert verdict["got"]["Size"] == size
     assert worker.popen.returncode == 0, "the worker must stop cleanly on SIGTERM"
@@ -144,19 +145,12 @@ async def test_go_worker_through_proxy(
 
 
 async def test_go_worker_without_proxy_never_completes(
-    go_worker_bin: Path,
-    go_worker: GoWorker,
+    go_run: GoRun,
     dev_server: DevServer,
     direct_client: Client,
-    logs: dict[str, Path],
-    tmp_path: Path,
 ) -> None:
-    workflow_id = unique("go-worker-direct")
-    logs["go run"] = tmp_path / "go-run.log"
-    with go_worker(dev_server.address, workflow_id) as worker:
-        verdict = run_workflow(
-            go_worker_bin, dev_server.address, workflow_id, 10 * MiB, DIRECT_TIMEOUT, logs["go run"]
-        )
+    verdict, worker = go_run(dev_server.address, 10 * MiB, DIRECT_TIMEOUT)
+    workflow_id = verdict["workflowId"]
     assert not verdict["ok"] and "timeout" in verdict["error"].lower(), verdict
     # Why: the server refused the 10 MiB activity result the worker sent (its SDK limit is off,
     # as behind the proxy), so the activity never completed.
