@@ -287,6 +287,8 @@ launch_node() {
     node_config "$conf"
     start registry "$CRANE_BIN" registry serve --address "$REGISTRY" --disk "$dir/registry"
     start containerd containerd --config "$conf/containerd.toml"
+    # The kubelet exits at once when the CRI socket is not there yet.
+    wait_until containerd 30 ctr --address "$CONTAINERD_SOCKET" version
     # Ports are the defaults: nothing else listens in this namespace.
     start kube-controller-manager "$KUBE_CONTROLLER_MANAGER_BIN" \
         --kubeconfig "$conf/kube-controller-manager.kubeconfig" --bind-address 127.0.0.1 \
@@ -319,7 +321,6 @@ node_ready() { [[ "$(node_condition Ready)" == True ]]; }
 ready_node() {
     wait_until registry 30 curl -sf "http://$REGISTRY/v2/"
     push_pause_image 2>"$dir/registry-push.log" || { cat "$dir/registry-push.log" >&2; die "pushing $PAUSE_IMAGE failed"; }
-    wait_until containerd 30 ctr --address "$CONTAINERD_SOCKET" version
     wait_until kube-proxy 60 curl -sf http://127.0.0.1:10256/livez
     wait_until kubelet 90 node_ready
     # Pods in "default" are refused until its ServiceAccount exists.
