@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use claimcheck::config::ProxyConfig;
 use claimcheck::controller::CLUSTER_ROLE;
-use claimcheck::controller::{CONFIG_KEY, config_map_name};
 use claimcheck::policy::PayloadStoragePolicy;
+use claimcheck::policy::pod::{CONFIG_KEY, config_map_name};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -745,7 +745,7 @@ fn sidecar_passes_the_3_mib_scenario(
     let bin = env!("CARGO_BIN_EXE_claimcheck");
     let args = ["proxy".to_owned(), "-c".to_owned(), file.display().to_string()];
     let _proxy = support::spawn(bin, &args);
-    let sidecar = format!("127.0.0.1:{}", claimcheck::controller::SIDECAR_PORT);
+    let sidecar = format!("127.0.0.1:{}", claimcheck::policy::pod::SIDECAR_PORT);
     let started = Instant::now();
     while std::net::TcpStream::connect(&sidecar).is_err() {
         assert!(started.elapsed() < WAIT, "the proxy did not listen on {sidecar}");

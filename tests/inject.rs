@@ -3,10 +3,9 @@
 
 mod support;
 
-use claimcheck::inject::{
-    Defaults, INJECT, INJECT_ADDRESS, INJECTED, Outcome, POLICY_LABEL, SIDECAR, inject,
-};
+use claimcheck::inject::{Defaults, INJECT, INJECT_ADDRESS, INJECTED, Outcome, SIDECAR, inject};
 use claimcheck::policy::PayloadStoragePolicy;
+use claimcheck::policy::pod::POLICY_LABEL;
 use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, Pod};
 use kube::ResourceExt;
 use serde_json::json;

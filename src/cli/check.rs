@@ -13,8 +13,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
-use crate::inject::POLICY_LABEL;
 use crate::policy::PayloadStoragePolicy;
+use crate::policy::pod::POLICY_LABEL;
 
 #[derive(Args)]
 pub struct CheckArgs {

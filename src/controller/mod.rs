@@ -27,8 +27,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::inject::POLICY_LABEL;
 use crate::policy::PayloadStoragePolicy;
+use crate::policy::pod::{POLICY_LABEL, config_map_name};
 use crate::transform::Tier;
 use evaluate::{Evaluation, evaluate, next_look, release};
 use status::READY;
@@ -36,10 +36,7 @@ use status::READY;
 pub use evaluate::drivers as open_drivers;
 pub use leader::{Election, run as run_elected};
 pub use rbac::{CLUSTER_ROLE, WEBHOOK_SECRET, cluster_role, role};
-pub use render::{
-    CONFIG_KEY, CONFIG_MOUNT, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT, config_map_data,
-    proxy_config,
-};
+pub use render::{config_map_data, proxy_config};
 pub use rules::RuleScope;
 pub use status::Verdict;
 pub use telemetry::Telemetry;
@@ -87,11 +84,6 @@ pub struct Context<W> {
     pub world: W,
     pub recorder: Recorder,
     pub telemetry: Arc<Telemetry>,
-}
-
-/// The name of the ConfigMap that holds a policy's proxy configuration.
-pub fn config_map_name(policy: &str) -> String {
-    format!("{policy}-claimcheck-proxy")
 }
 
 /// Runs the controller until SIGTERM or SIGINT, as replica `identity`. With several

@@ -7,19 +7,7 @@ use std::path::PathBuf;
 use super::rules::expired_by_janitor;
 use crate::config::{ProxyConfig, TlsFiles, UpstreamConfig};
 use crate::policy::PayloadStoragePolicySpec;
-
-/// The key of the proxy configuration in the ConfigMap, and the file the sidecar reads.
-pub const CONFIG_KEY: &str = "proxy.yaml";
-/// Where the sidecar mounts the ConfigMap.
-pub const CONFIG_MOUNT: &str = "/etc/claimcheck/proxy";
-/// Where the sidecar mounts the Temporal TLS Secret.
-pub const TLS_MOUNT: &str = "/etc/claimcheck/temporal-tls";
-/// Where the sidecar mounts each driver's credential Secret, in a directory named after
-/// the driver.
-pub const CREDENTIALS_MOUNT: &str = "/etc/claimcheck/credentials";
-/// The sidecar's default gRPC port on localhost, which the workers dial.
-pub const SIDECAR_PORT: u16 = 7233;
-pub const METRICS_PORT: u16 = 9090;
+use crate::policy::pod::{CONFIG_KEY, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT};
 
 /// A mount path as the configuration file names it: relative to the ConfigMap's mount,
 /// so that the mounted tree can be materialised anywhere.

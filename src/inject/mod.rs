@@ -13,14 +13,12 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt;
 
-use crate::controller::{CONFIG_MOUNT, CREDENTIALS_MOUNT, TLS_MOUNT, config_map_name};
 use crate::policy::PayloadStoragePolicy;
+use crate::policy::pod::{CONFIG_MOUNT, CREDENTIALS_MOUNT, POLICY_LABEL, TLS_MOUNT, config_map_name};
 
 pub use settings::{Defaults, Settings};
 pub use sidecar::{locked_down, probe};
 
-/// The label that opts a pod in, naming the policy.
-pub const POLICY_LABEL: &str = "claimcheck.dev/policy";
 /// Records what was injected: policy, its generation, claimcheck's version.
 pub const INJECTED: &str = "claimcheck.dev/injected";
 /// `"false"`: the pod keeps its label but is left alone.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::controller::{METRICS_PORT, SIDECAR_PORT};
+use crate::policy::pod::{METRICS_PORT, SIDECAR_PORT};
 use crate::policy::{SidecarResources, SidecarSpec};
 
 use super::Refusal;

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::SIDECAR;
 use super::settings::{Defaults, Settings};
-use crate::controller::{CONFIG_KEY, CONFIG_MOUNT};
+use crate::policy::pod::{CONFIG_KEY, CONFIG_MOUNT};
 
 /// The distroless `nonroot` user.
 const NONROOT: i64 = 65_532;

@@ -3,6 +3,7 @@
 //! field documentation that `kubectl explain` shows all come from these types.
 
 mod duration;
+pub mod pod;
 mod sidecar;
 
 use std::collections::BTreeMap;

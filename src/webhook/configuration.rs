@@ -10,7 +10,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::ObjectMeta;
 
-use crate::inject::POLICY_LABEL;
+use crate::policy::pod::POLICY_LABEL;
 
 /// The configuration's name, as the chart installs it under the release name `claimcheck`.
 pub const CONFIGURATION: &str = "claimcheck";

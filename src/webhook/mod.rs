@@ -17,8 +17,9 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::inject::{Defaults, Outcome, POLICY_LABEL, inject};
+use crate::inject::{Defaults, Outcome, inject};
 use crate::policy::PayloadStoragePolicy;
+use crate::policy::pod::POLICY_LABEL;
 
 pub use certs::{CertSource, Certificates, ServingCert};
 pub use configuration::{CONFIGURATION, ClientConfig, mutating_webhook_configuration};
