@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use claimcheck::cache::VerifiedCache;
 use claimcheck::driver::Driver;
 use claimcheck::metrics::Metrics;
-use claimcheck::schema::Schema;
-use claimcheck::transform::{Settings, Tier, Transformer};
+use claimcheck::payload::cache::VerifiedCache;
+use claimcheck::payload::schema::Schema;
+use claimcheck::payload::transform::{Settings, Tier, Transformer};
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::history::v1::{

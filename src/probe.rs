@@ -14,13 +14,13 @@ use sha2::{Digest, Sha256};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_protos::temporal::api::workflowservice::v1::RespondActivityTaskCompletedRequest;
 
-use crate::cache::VerifiedCache;
 use crate::driver::Driver;
 use crate::metrics::Metrics;
-use crate::reference::{Reference, Target};
-use crate::rewrite;
-use crate::schema::{Node, Schema};
-use crate::transform::{Settings, Tier, Transformer};
+use crate::payload::cache::VerifiedCache;
+use crate::payload::reference::{Reference, Target};
+use crate::payload::rewrite;
+use crate::payload::schema::{Node, Schema};
+use crate::payload::transform::{Settings, Tier, Transformer};
 
 /// The probe's message: what a worker sends when an activity completes.
 const CARRIER: &str = "temporal.api.workflowservice.v1.RespondActivityTaskCompletedRequest";

@@ -13,12 +13,12 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::cache::VerifiedCache;
 use crate::config::{ProxyConfig, TlsFiles};
 use crate::metrics::Metrics;
+use crate::payload::cache::VerifiedCache;
+use crate::payload::schema::Schema;
+use crate::payload::transform::{Settings, Tier, Transformer};
 use crate::proxy::{self, Limits, Proxy, UpstreamTls};
-use crate::schema::Schema;
-use crate::transform::{Settings, Tier, Transformer};
 
 /// Produces the configuration again (the file, then the flags), for reloads.
 pub type ConfigSource = Box<dyn Fn() -> anyhow::Result<ProxyConfig> + Send + Sync>;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use claimcheck::config::{DriverConfig, ProxyConfig, TlsFiles};
-use claimcheck::frame;
-use claimcheck::reference::Reference;
+use claimcheck::payload::frame;
+use claimcheck::payload::reference::Reference;
 use claimcheck::run::BoundProxy;
 use prost::Message;
 use support::{DESCRIBE_NAMESPACE, DevServer, channel, describe_namespace, unary, unary_framed};

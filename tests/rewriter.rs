@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use claimcheck::cache::VerifiedCache;
 use claimcheck::driver::Driver;
 use claimcheck::metrics::Metrics;
-use claimcheck::reference::{Reference, Target};
-use claimcheck::rewrite;
-use claimcheck::rewrite::Spliced;
-use claimcheck::schema::{Node, Schema};
-use claimcheck::transform::{Settings, Tier, TransformError, Transformer};
+use claimcheck::payload::cache::VerifiedCache;
+use claimcheck::payload::reference::{Reference, Target};
+use claimcheck::payload::rewrite;
+use claimcheck::payload::rewrite::Spliced;
+use claimcheck::payload::schema::{Node, Schema};
+use claimcheck::payload::transform::{Settings, Tier, TransformError, Transformer};
 use proptest::prelude::*;
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, SearchAttributes};
@@ -393,7 +393,7 @@ proptest! {
             let _ = rehydrate(&rt, &t, root, &msg, "default");
         }
         let _ = Reference::from_payload(&msg);
-        let _ = claimcheck::frame::decode(msg, Some("gzip"), 1 << 20);
+        let _ = claimcheck::payload::frame::decode(msg, Some("gzip"), 1 << 20);
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use crate::payload::transform::Tier;
 use crate::policy::{PayloadStoragePolicy, PayloadStoragePolicySpec};
 use crate::probe::{Probe, ProbeReport};
-use crate::transform::Tier;
 
 #[derive(Args)]
 pub struct ProbeArgs {

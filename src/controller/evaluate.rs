@@ -9,10 +9,10 @@ use super::rules::RuleScope;
 use super::status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED, Verdict};
 use super::world::{SecretData, World};
 use crate::lifecycle::{Ttl, effective_ttl};
+use crate::payload::transform::Tier;
 use crate::policy::{DurationError, PayloadStoragePolicySpec, parse_duration};
 use crate::probe::{Probe, ProbeReport};
 use crate::proxy::UpstreamTls;
-use crate::transform::Tier;
 
 /// Everything the status reports, worked out from the spec and the outside world.
 #[derive(Debug)]

@@ -27,9 +27,9 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::payload::transform::Tier;
 use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::{POLICY_LABEL, config_map_name};
-use crate::transform::Tier;
 use evaluate::{Evaluation, evaluate, next_look, release};
 use status::READY;
 

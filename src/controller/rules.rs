@@ -6,7 +6,7 @@
 
 use crate::driver::{GCS, S3};
 use crate::lifecycle::{ExpiryRule, GcsRules, RULE_PREFIX, RuleError, S3Rules, Ttl};
-use crate::reference::namespace_scope;
+use crate::payload::reference::namespace_scope;
 
 use super::OpenDriver;
 use super::status::{LIFECYCLE_CONFIGURED, Verdict};

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::reference::{CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, SHA256};
+use crate::payload::reference::{CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, SHA256};
 
 pub use open::{AZURE, FILE, GCS, MEMORY, S3, cloud_store, gcs_builder, s3_builder};
 

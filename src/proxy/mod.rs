@@ -23,12 +23,12 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceExt;
 
-use crate::frame;
 use crate::metrics::{CodeLabel, MethodLabel, Metrics};
-use crate::reference::Target;
-use crate::schema::Method;
-use crate::transform::Transformer;
-use crate::wire::{Fields, WIRE_LEN};
+use crate::payload::frame;
+use crate::payload::reference::Target;
+use crate::payload::schema::Method;
+use crate::payload::transform::Transformer;
+use crate::payload::wire::{Fields, WIRE_LEN};
 use task::{TaskKind, UndeliveredTask};
 
 pub use route::serve;

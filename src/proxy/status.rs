@@ -7,7 +7,7 @@ use http::HeaderValue;
 use tonic::{Code, Status};
 
 use crate::driver::StoreError;
-use crate::transform::TransformError;
+use crate::payload::transform::TransformError;
 
 /// Fail closed, with a status whose message names the object (design §4).
 fn code(error: &TransformError) -> Code {

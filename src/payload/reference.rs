@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{self, Fields, WIRE_LEN, WIRE_VARINT};
+use crate::payload::wire::{self, Fields, WIRE_LEN, WIRE_VARINT};
 
 const ENCODING_KEY: &str = "encoding";
 const MESSAGE_TYPE_KEY: &str = "messageType";

@@ -3,15 +3,15 @@
 //! with nothing to replace is never re-encoded.
 //!
 //! Both functions are synchronous and do no I/O; the proxy decides what each payload
-//! becomes (see `crate::transform`).
+//! becomes (see `crate::payload::transform`).
 
 use std::collections::HashMap;
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::schema::{Node, Schema};
-use crate::wire::{self, Field, Fields, WIRE_LEN, WireError};
+use crate::payload::schema::{Node, Schema};
+use crate::payload::wire::{self, Field, Fields, WIRE_LEN, WireError};
 
 /// Protobuf's own default recursion limit; `Failure.cause` is recursive.
 const MAX_DEPTH: usize = 100;

@@ -11,15 +11,15 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CacheKey, VerifiedCache};
 use crate::driver::{Driver, StoreError};
 use crate::metrics::{Metrics, OpLabel};
-use crate::reference::{
+use crate::payload::cache::{CacheKey, VerifiedCache};
+use crate::payload::reference::{
     self, CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, ReferenceError, SHA256, Target,
 };
-use crate::rewrite::{self, Replacement, Spliced};
-use crate::schema::{Node, Schema};
-use crate::wire::WireError;
+use crate::payload::rewrite::{self, Replacement, Spliced};
+use crate::payload::schema::{Node, Schema};
+use crate::payload::wire::WireError;
 
 /// A driver and the smallest payload it takes: the tier with the largest `min_bytes`
 /// not above a payload's size stores it.

@@ -1,0 +1,13 @@
+//! The payload path, with no Kubernetes: what the proxy (and the codec server) do to the
+//! bytes of a Temporal message. `frame` reads gRPC frames, `wire` and `schema` walk the
+//! protobuf by Temporal's descriptors, `rewrite` finds and splices payloads, `reference` is
+//! the SDKs' External Storage reference, `transform` offloads and rehydrates through the
+//! stores, and `cache` keeps what was verified.
+
+pub mod cache;
+pub mod frame;
+pub mod reference;
+pub mod rewrite;
+pub mod schema;
+pub mod transform;
+pub mod wire;
