@@ -83,16 +83,19 @@ def logs(request: pytest.FixtureRequest, dev_server: DevServer) -> dict[str, Pat
 def proxy_factory(
     dev_server: DevServer, direct_client: Client, logs: dict[str, Path], tmp_path: Path
 ) -> Iterator[ProxyFactory]:
-    """start(store, env=None): a proxy in front of the dev server; several may share one store,
-    as sidecars do. `env` overrides the store's credentials.
+    """start(store, env=None, **options): a proxy in front of the dev server; several may share
+    one store, as sidecars do. `env` overrides the store's credentials; `options` are
+    Proxy.start's (a codec, say).
 
     Depends on direct_client so that the server already answers gRPC when a proxy starts.
     """
     started: list[Proxy] = []
 
-    def start(store: Store, env: dict[str, str] | None = None) -> Proxy:
+    def start(store: Store, env: dict[str, str] | None = None, **options) -> Proxy:
         name = f"proxy-{len(started)}"
-        proxy = Proxy.start(dev_server.address, store, tmp_path / f"{name}.log", env=env)
+        proxy = Proxy.start(
+            dev_server.address, store, tmp_path / f"{name}.log", env=env, **options
+        )
         started.append(proxy)
         logs[f"claimcheck {name}"] = proxy.process.log
         return proxy

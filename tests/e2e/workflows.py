@@ -287,6 +287,16 @@ class TwoActivities:
         return digest(reversed_)
 
 
+@workflow.defn
+class JsonOrder:
+    """A JSON input and a larger JSON result made from it: values a person can read in the Web UI
+    (bytes would show as base64), of sizes a test picks on either side of a limit."""
+
+    @workflow.run
+    async def run(self, order: dict) -> dict:
+        return {"id": order["id"], "lines": [order["line"]] * order["copies"]}
+
+
 WORKFLOWS = [
     EchoReversed,
     ActivityRoundTrip,
@@ -303,5 +313,6 @@ WORKFLOWS = [
     ActivityOnOtherQueue,
     MadeOnOtherQueue,
     TwoActivities,
+    JsonOrder,
 ]
 ACTIVITIES = [reverse, digest_of, make_blob, fail_with_details, heartbeat_then_retry]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs (once) the Debian packages the image, chart and node tests need, as root with
+# Installs (once) the Debian packages the image, chart, node and browser tests need, as root with
 # apt-get; a no-op when they are all there. Debian's package list is refreshed only when a
 # package is missing, so a warm machine asks no registry.
 #
@@ -9,8 +9,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # buildah: builds the Containerfile (vfs storage, no daemon). containerd, runc and the CNI
 # plugins: the node's runtime. lua5.1: the interpreter Argo CD's gopher-lua follows, for the
-# health check. iproute2: the node's network namespace. util-linux: nsenter.
-all_packages=(buildah containerd runc containernetworking-plugins lua5.1 iproute2 util-linux)
+# health check. iproute2: the node's network namespace. util-linux: nsenter. chromium and
+# chromium-driver: the codec tests drive the Temporal Web UI in a real headless browser.
+all_packages=(buildah containerd runc containernetworking-plugins lua5.1 iproute2 util-linux
+    chromium chromium-driver)
 
 packages=("$@")
 ((${#packages[@]})) || packages=("${all_packages[@]}")
