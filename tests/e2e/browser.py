@@ -44,7 +44,8 @@ QUIET_FLAGS = [
     "--disable-breakpad",
     "--disable-field-trial-config",
     "--disable-features=OptimizationHints,Translate,MediaRouter,DialMediaRouteProvider,"
-    "NetworkTimeServiceQuerying,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+    "NetworkTimeServiceQuerying,AutofillServerCommunication,"
+    "CertificateTransparencyComponentUpdater",
     "--dns-prefetch-disable",
     "--no-pings",
     "--no-first-run",
@@ -68,7 +69,6 @@ class Response:
     url: str
     type: str  # Fetch, Preflight, Document, Script, ...
     status: int
-    headers: dict[str, str]
 
 
 @dataclass
@@ -83,7 +83,8 @@ class Browser:
         for binary in (CHROMIUM, CHROMEDRIVER):
             if not binary.is_file():
                 raise FileNotFoundError(
-                    f"{binary} is missing: run tests/env/debian.sh as root (chromium, chromium-driver)"
+                    f"{binary} is missing: run tests/env/debian.sh as root"
+                    " (it installs chromium and chromium-driver)"
                 )
         os.environ["SE_OFFLINE"] = "true"
         os.environ["SE_AVOID_STATS"] = "true"
@@ -110,7 +111,7 @@ class Browser:
             browser.cdp("Network.enable", {})
             browser.cdp(
                 "Browser.setDownloadBehavior",
-                {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
+                {"behavior": "allow", "downloadPath": str(downloads)},
             )
         except BaseException:
             driver.quit()
@@ -148,7 +149,6 @@ class Browser:
                 params["response"]["url"],
                 params["type"],
                 params["response"]["status"],
-                {k.lower(): v for k, v in params["response"]["headers"].items()},
             )
             for event in self._network_events
             if event["method"] == "Network.responseReceived"
@@ -191,7 +191,8 @@ class Browser:
             if time.monotonic() > deadline:
                 shot = self.screenshot(self.downloads.parent / "timeout.png")
                 raise TimeoutError(
-                    f"{what}: not there after {timeout}s on {self.driver.current_url} (screenshot {shot})"
+                    f"{what}: not there after {timeout}s on {self.driver.current_url}"
+                    f" (screenshot {shot})"
                 )
             time.sleep(0.2)
 
@@ -199,8 +200,11 @@ class Browser:
         """The one file downloaded into the (emptied) download directory, once complete."""
 
         def done() -> Path | None:
-            files = [p for p in self.downloads.iterdir() if not p.name.endswith(".crdownload")]
-            return files[0] if len(files) == 1 and not list(self.downloads.glob("*.crdownload")) else None
+            # Chromium writes NAME.crdownload and renames it once complete.
+            files = list(self.downloads.iterdir())
+            if len(files) == 1 and files[0].suffix != ".crdownload":
+                return files[0]
+            return None
 
         return self.wait("a downloaded file", done, timeout)
 
@@ -210,15 +214,10 @@ class Browser:
 
     def screenshot(self, path: Path) -> Path:
         """The whole page, not just the window."""
-        metrics = self.cdp("Page.getLayoutMetrics", {})
-        height = int(metrics["cssContentSize"]["height"])
+        height = int(self.cdp("Page.getLayoutMetrics", {})["cssContentSize"]["height"])
+        clip = {"x": 0, "y": 0, "width": WINDOW[0], "height": max(height, 600), "scale": 1}
         shot = self.cdp(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": WINDOW[0], "height": max(height, 600), "scale": 1},
-            },
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
         )
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
