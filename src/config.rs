@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::jwt::JwtConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ProxyConfig {
@@ -21,6 +23,100 @@ pub struct ProxyConfig {
     pub cache: CacheConfig,
     /// Prometheus metrics, `/healthz` and `/readyz`.
     pub metrics_listen: SocketAddr,
+    /// The codec server for the Temporal Web UI and CLI, on a listener of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<CodecConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CodecConfig {
+    /// Loopback only, unless `tls` is set and callers must authenticate.
+    pub listen: SocketAddr,
+    /// Browser origins allowed to call (the Web UI's, e.g. `https://temporal.example.com`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// `/decode` resolves references up to this size; larger ones stay references.
+    #[serde(default = "default_decode_max_bytes")]
+    pub decode_max_bytes: u64,
+    /// `/download` refuses larger originals. Default 64 MiB, or what a quarter of
+    /// `limits.inflightBytes` holds if that is less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_max_bytes: Option<u64>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsFiles>,
+    /// Lines `SUBJECT:TOKEN[:NAMESPACE,...]`: bearer tokens and what they may read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// OIDC access tokens, verified against the provider's JWKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<JwtConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerTlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+fn default_decode_max_bytes() -> u64 {
+    4 * MIB as u64
+}
+
+/// An original is held about four times over while it is answered (fetched, decoded,
+/// base64-encoded, cached).
+pub const HELD_PER_BYTE: u64 = 4;
+
+impl CodecConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        CodecConfig {
+            listen,
+            allowed_origins: Vec::new(),
+            decode_max_bytes: default_decode_max_bytes(),
+            download_max_bytes: None,
+            tls: None,
+            tokens_file: None,
+            oidc: None,
+        }
+    }
+
+    pub fn download_max(&self, limits: &LimitsConfig) -> u64 {
+        let fits = limits.inflight_bytes as u64 / HELD_PER_BYTE;
+        self.download_max_bytes.unwrap_or((64 * MIB as u64).min(fits))
+    }
+
+    fn validate(&self, limits: &LimitsConfig) -> Result<(), String> {
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "codec.listen {} is not loopback: a codec server hands out plaintext payloads, so off loopback it needs codec.tls",
+                self.listen
+            ));
+        }
+        if !self.listen.ip().is_loopback() && self.tokens_file.is_none() && self.oidc.is_none() {
+            return Err(format!(
+                "codec.listen {} is not loopback: set codec.tokensFile or codec.oidc so that callers must authenticate",
+                self.listen
+            ));
+        }
+        if let Some(origin) = self
+            .allowed_origins
+            .iter()
+            .find(|o| o.as_str() == "*" || o.ends_with('/'))
+        {
+            return Err(format!(
+                "codec.allowedOrigins {origin:?}: give exact origins (scheme://host[:port], no path, never *)"
+            ));
+        }
+        if self.download_max(limits).saturating_mul(HELD_PER_BYTE) > limits.inflight_bytes as u64 {
+            return Err("codec.downloadMaxBytes times 4 must fit limits.inflightBytes".to_owned());
+        }
+        if self.decode_max_bytes > self.download_max(limits) {
+            return Err("codec.decodeMaxBytes must not exceed codec.downloadMaxBytes".to_owned());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +204,7 @@ impl Default for ProxyConfig {
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            codec: None,
         }
     }
 }
@@ -176,6 +273,15 @@ impl ProxyConfig {
                 *file = base.join(&*file);
             }
         }
+        if let Some(codec) = &mut config.codec {
+            let files = codec
+                .tls
+                .iter_mut()
+                .flat_map(|t| [&mut t.cert_file, &mut t.key_file]);
+            for file in files.chain(codec.tokens_file.as_mut()) {
+                *file = base.join(&*file);
+            }
+        }
         for driver in &mut config.drivers {
             if let Some(dir) = &mut driver.credentials_dir {
                 *dir = base.join(&*dir);
@@ -195,6 +301,9 @@ impl ProxyConfig {
         }
         if self.limits.inflight_bytes < self.limits.max_message_bytes {
             return invalid("limits.inflightBytes must be at least limits.maxMessageBytes");
+        }
+        if let Some(codec) = &self.codec {
+            codec.validate(&self.limits).map_err(ConfigError::Invalid)?;
         }
         Ok(())
     }

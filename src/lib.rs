@@ -7,6 +7,7 @@
 
 pub mod chart;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod controller;
 pub mod driver;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod probe;
 pub mod proxy;
 pub mod run;
+pub mod serve;
 pub mod shutdown;
 pub mod temporal;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the proxy: what was offloaded and fetched, cache use, errors by
-//! gRPC status, and latencies.
+//! gRPC status, latencies, and the codec server's calls.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -23,6 +23,13 @@ pub struct MethodLabel {
     pub method: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CodecLabels {
+    pub operation: &'static str,
+    pub namespace: String,
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub offloaded_payloads: Counter,
@@ -38,6 +45,8 @@ pub struct Metrics {
     pub rpc_seconds: Family<MethodLabel, Histogram>,
     pub config_reloads: Counter,
     pub config_rejections: Counter,
+    /// Codec server calls, by operation, namespace and outcome.
+    pub codec_requests: Family<CodecLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -60,6 +69,7 @@ impl Metrics {
             rpc_seconds: Family::new_with_constructor(latency_histogram),
             config_reloads: Counter::default(),
             config_rejections: Counter::default(),
+            codec_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -108,6 +118,11 @@ impl Metrics {
             "config_rejections",
             "Changed configurations that could not be read or applied (the running one is kept)",
             m.config_rejections.clone(),
+        );
+        registry.register(
+            "codec_requests",
+            "Codec server calls (decode, encode, download), by namespace and outcome",
+            m.codec_requests.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -13,12 +13,16 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{ProxyConfig, TlsFiles};
+use tokio_rustls::TlsAcceptor;
+
+use crate::codec::{self, Codec, CodecServer, Cors, auth::Authorizer};
+use crate::config::{CodecConfig, ProxyConfig, ServerTlsFiles, TlsFiles};
 use crate::metrics::Metrics;
 use crate::payload::cache::VerifiedCache;
 use crate::payload::schema::Schema;
 use crate::payload::transform::{Settings, Tier, Transformer};
 use crate::proxy::{self, Limits, Proxy, UpstreamTls};
+use crate::tls::ServingCert;
 
 /// Produces the configuration again (the file, then the flags), for reloads.
 pub type ConfigSource = Box<dyn Fn() -> anyhow::Result<ProxyConfig> + Send + Sync>;
@@ -31,6 +35,8 @@ const RELOAD_EVERY: Duration = Duration::from_secs(2);
 pub struct BoundProxy {
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    pub codec_addr: Option<SocketAddr>,
+    codec: Option<BoundCodec>,
     proxy: Arc<Proxy>,
     schema: Arc<Schema>,
     metrics: Arc<Metrics>,
@@ -38,6 +44,13 @@ pub struct BoundProxy {
     grpc: TcpListener,
     http: TcpListener,
     source: Option<ConfigSource>,
+}
+
+/// The codec server and its listener.
+struct BoundCodec {
+    server: Arc<CodecServer>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
 }
 
 /// What a configuration's drivers became: the transformer over them and their janitors.
@@ -109,9 +122,15 @@ impl BoundProxy {
         let http = TcpListener::bind(config.metrics_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.metrics_listen))?;
+        let codec = match &config.codec {
+            Some(codec) => Some(bind_codec(codec, config, &proxy, metrics.clone()).await?),
+            None => None,
+        };
         Ok(BoundProxy {
             grpc_addr: grpc.local_addr()?,
             metrics_addr: http.local_addr()?,
+            codec_addr: codec.as_ref().map(|c| c.listener.local_addr()).transpose()?,
+            codec,
             proxy,
             schema,
             metrics,
@@ -155,10 +174,15 @@ impl BoundProxy {
                 self.stores,
             ))
         });
+        let codec = self.codec.map(|c| {
+            tracing::info!(address = %self.codec_addr.unwrap_or(self.grpc_addr), https = c.tls.is_some(), "codec server listening");
+            AbortOnDrop(tokio::spawn(c.server.serve(c.listener, c.tls)))
+        });
         tracing::info!(grpc = %self.grpc_addr, metrics = %self.metrics_addr, "claimcheck proxy listening");
         let grpc = proxy::serve(self.proxy, self.grpc, shutdown).await;
         _ = stop_tx.send(true);
         drop(stop_rx);
+        drop(codec);
         if let Some(reload) = reload {
             reload.abort();
         }
@@ -200,7 +224,7 @@ async fn follow(
         }
         match open_stores(&next, schema.clone(), metrics.clone()) {
             Ok((transformer, opened)) => {
-                proxy.replace_transformer(transformer);
+                proxy.current().replace(transformer);
                 metrics.config_reloads.inc();
                 stores = opened;
                 (last_error, rejected) = (None, None);
@@ -226,9 +250,63 @@ fn needs_restart(running: &ProxyConfig, next: &ProxyConfig) -> Option<&'static s
         ("metricsListen", running.metrics_listen != next.metrics_listen),
         ("upstream", running.upstream != next.upstream),
         ("limits", running.limits != next.limits),
+        ("codec", running.codec != next.codec),
     ]
     .into_iter()
     .find_map(|(field, changed)| changed.then_some(field))
+}
+
+async fn bind_codec(
+    codec: &CodecConfig,
+    config: &ProxyConfig,
+    proxy: &Proxy,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<BoundCodec> {
+    let limits = codec::Limits {
+        decode_max_bytes: codec.decode_max_bytes,
+        download_max_bytes: codec.download_max(&config.limits),
+    };
+    let auth = Authorizer::new(codec.tokens_file.as_deref(), codec.oidc.clone())?;
+    let tls = codec.tls.as_ref().map(server_tls).transpose()?;
+    let listener = TcpListener::bind(codec.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (codec.listen)", codec.listen))?;
+    let server = CodecServer {
+        codec: Codec::new(proxy.current(), proxy.budget(), limits),
+        auth,
+        cors: Cors {
+            origins: codec.allowed_origins.clone(),
+        },
+        metrics,
+        // A body of base64 payloads is a third larger than the message they came from.
+        max_request_bytes: config.limits.max_message_bytes / 3 * 4 + 64 * 1024,
+    };
+    Ok(BoundCodec {
+        server: Arc::new(server),
+        listener,
+        tls,
+    })
+}
+
+fn server_tls(files: &ServerTlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let cert = ServingCert::from_pem(&read(&files.cert_file)?, &read(&files.key_file)?)?;
+    let ring = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(ring)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(cert));
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// A task that stops when its owner drops it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn read_tls(files: &TlsFiles) -> anyhow::Result<UpstreamTls> {

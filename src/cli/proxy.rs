@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{DriverConfig, ProxyConfig, TlsFiles};
+use crate::config::{CodecConfig, DriverConfig, ProxyConfig, ServerTlsFiles, TlsFiles};
 use crate::run::BoundProxy;
 
 /// Flags override the configuration file.
@@ -36,6 +36,12 @@ pub struct ProxyArgs {
     max_message_bytes: Option<usize>,
     #[arg(long)]
     client_max_message_bytes: Option<usize>,
+    /// Payload bytes held at once across calls (limits.inflightBytes).
+    #[arg(long)]
+    inflight_bytes: Option<usize>,
+    /// The verified-fetch cache's size in bytes (cache.maxBytes).
+    #[arg(long)]
+    cache_max_bytes: Option<usize>,
     /// CA bundle (PEM) for TLS to the upstream; implies TLS.
     #[arg(long)]
     upstream_ca: Option<PathBuf>,
@@ -46,6 +52,23 @@ pub struct ProxyArgs {
     upstream_key: Option<PathBuf>,
     #[arg(long)]
     upstream_server_name: Option<String>,
+    /// Serve the codec server for the Temporal Web UI and CLI on this address.
+    #[arg(long)]
+    codec_listen: Option<SocketAddr>,
+    /// A browser origin allowed to call the codec server (the Web UI's); repeatable.
+    #[arg(long)]
+    codec_allow_origin: Vec<String>,
+    /// Bearer tokens of the codec server: lines SUBJECT:TOKEN[:NAMESPACE,...].
+    #[arg(long)]
+    codec_tokens_file: Option<PathBuf>,
+    /// /decode resolves references up to this size; larger ones stay references.
+    #[arg(long)]
+    codec_decode_max_bytes: Option<u64>,
+    /// The codec server's certificate (PEM); with --codec-tls-key, it serves HTTPS.
+    #[arg(long, requires = "codec_tls_key")]
+    codec_tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "codec_tls_cert")]
+    codec_tls_key: Option<PathBuf>,
 }
 
 impl ProxyArgs {
@@ -84,6 +107,12 @@ impl ProxyArgs {
         if let Some(v) = self.client_max_message_bytes {
             config.limits.client_max_message_bytes = v;
         }
+        if let Some(v) = self.inflight_bytes {
+            config.limits.inflight_bytes = v;
+        }
+        if let Some(v) = self.cache_max_bytes {
+            config.cache.max_bytes = v;
+        }
         let tls_flags = [&self.upstream_ca, &self.upstream_cert, &self.upstream_key]
             .iter()
             .any(|f| f.is_some())
@@ -95,7 +124,36 @@ impl ProxyArgs {
             tls.key_file = self.upstream_key.clone().or(tls.key_file.take());
             tls.server_name = self.upstream_server_name.clone().or(tls.server_name.take());
         }
+        self.codec(&mut config);
         Ok(config)
+    }
+
+    /// The codec flags, over the file's `codec` section (`--codec-listen` starts one).
+    fn codec(&self, config: &mut ProxyConfig) {
+        if let Some(listen) = self.codec_listen {
+            config
+                .codec
+                .get_or_insert_with(|| CodecConfig::new(listen))
+                .listen = listen;
+        }
+        let Some(codec) = config.codec.as_mut() else {
+            return;
+        };
+        codec
+            .allowed_origins
+            .extend(self.codec_allow_origin.iter().cloned());
+        if let Some(file) = &self.codec_tokens_file {
+            codec.tokens_file = Some(file.clone());
+        }
+        if let Some(v) = self.codec_decode_max_bytes {
+            codec.decode_max_bytes = v;
+        }
+        if let (Some(cert_file), Some(key_file)) = (&self.codec_tls_cert, &self.codec_tls_key) {
+            codec.tls = Some(ServerTlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            });
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! message run in parallel, bounded.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -71,6 +71,37 @@ pub enum TransformError {
     Denied { object: String, reason: String },
     #[error("cannot encode reference: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+/// A reference that one of the transformer's stores owns.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub reference: Reference,
+    tier: usize,
+}
+
+/// The transformer of the running configuration, swapped whole when it is reloaded; a call
+/// keeps the one it began with.
+pub struct Current(RwLock<Arc<Transformer>>);
+
+impl Current {
+    pub fn new(transformer: Arc<Transformer>) -> Self {
+        Current(RwLock::new(transformer))
+    }
+
+    pub fn get(&self) -> Arc<Transformer> {
+        match self.0.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, transformer: Arc<Transformer>) {
+        match self.0.write() {
+            Ok(mut current) => *current = transformer,
+            Err(poisoned) => *poisoned.into_inner() = transformer,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,27 +176,60 @@ impl Transformer {
     ) -> Result<Option<Spliced>, TransformError> {
         let mut found = Vec::new();
         for range in rewrite::payload_ranges(&self.schema, root, msg)? {
-            if let Some(reference) = Reference::from_payload(&msg[range.clone()])? {
-                // References of drivers this proxy does not have are left for the SDK to resolve.
-                if let Some(tier) = self.tiers.iter().position(|t| t.driver.owns(&reference)) {
-                    found.push((range, reference, tier));
-                }
+            if let Some(owned) = self.owned_reference(&msg[range.clone()])? {
+                found.push((range, owned));
             }
         }
         if found.is_empty() {
             return Ok(None);
         }
         let replacements: Vec<Replacement> = stream::iter(found)
-            .map(|(range, reference, tier)| async move {
-                let bytes = self
-                    .fetch_one(&self.tiers[tier].driver, &reference, namespace)
-                    .await?;
+            .map(|(range, owned)| async move {
+                let bytes = self.fetch(&owned, namespace).await?;
                 Ok::<_, TransformError>(Replacement { range, bytes })
             })
             .buffered(self.settings.parallelism.max(1))
             .try_collect()
             .await?;
         Ok(Some(rewrite::splice(&self.schema, root, msg, &replacements)?))
+    }
+
+    /// The reference a serialized payload holds, when one of these stores wrote it.
+    /// References of other drivers (an SDK's own store, say) are not ours to resolve.
+    pub fn owned_reference(&self, payload: &[u8]) -> Result<Option<Owned>, ReferenceError> {
+        let Some(reference) = Reference::from_payload(payload)? else {
+            return Ok(None);
+        };
+        let tier = self.tiers.iter().position(|t| t.driver.owns(&reference));
+        Ok(tier.map(|tier| Owned { reference, tier }))
+    }
+
+    /// The object a reference names, as errors and audit logs name it.
+    pub fn object_of(&self, owned: &Owned) -> String {
+        let driver = &self.tiers[owned.tier].driver;
+        driver.object_name(driver.key_of(&owned.reference).unwrap_or_default())
+    }
+
+    /// The original payload of a reference, verified, if it is in `namespace`'s scope.
+    pub async fn fetch(&self, owned: &Owned, namespace: &str) -> Result<Bytes, TransformError> {
+        self.fetch_one(&self.tiers[owned.tier].driver, &owned.reference, namespace)
+            .await
+    }
+
+    /// The reference that replaces a payload at or above the threshold, or `None` when the
+    /// payload stays inline (small, or a reference already).
+    pub async fn offload_payload(
+        &self,
+        payload: &Bytes,
+        target: &Target,
+    ) -> Result<Option<Bytes>, TransformError> {
+        if (payload.len() as u64) < self.settings.threshold_bytes
+            || Reference::from_payload(payload)?.is_some()
+        {
+            return Ok(None);
+        }
+        let replacement = self.store_one(payload, 0..payload.len(), target).await?;
+        Ok(Some(replacement.bytes))
     }
 
     async fn store_one(

@@ -11,23 +11,23 @@ mod task;
 mod upstream;
 
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceExt;
 
 use crate::metrics::{CodeLabel, MethodLabel, Metrics};
+use crate::payload::budget::{Budget, Held};
 use crate::payload::frame;
 use crate::payload::reference::Target;
 use crate::payload::schema::Method;
-use crate::payload::transform::Transformer;
+use crate::payload::transform::{Current, Transformer};
 use crate::payload::wire::{Fields, WIRE_LEN};
 use task::{TaskKind, UndeliveredTask};
 
@@ -59,12 +59,11 @@ pub struct Limits {
 }
 
 pub struct Proxy {
-    /// Swapped whole when the configuration is reloaded; a call keeps the one it began with.
-    transformer: RwLock<Arc<Transformer>>,
+    transformer: Arc<Current>,
     upstream: tonic::transport::Channel,
     limits: Limits,
-    /// Budget of message bytes in flight, in KiB.
-    inflight: Arc<Semaphore>,
+    /// Message bytes in flight; the codec server, when there is one, holds from it too.
+    inflight: Budget,
     metrics: Arc<Metrics>,
 }
 
@@ -75,9 +74,9 @@ impl Proxy {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let inflight = Arc::new(Semaphore::new(kib(limits.inflight_bytes) as usize));
+        let inflight = Budget::new(limits.inflight_bytes);
         Proxy {
-            transformer: RwLock::new(transformer),
+            transformer: Arc::new(Current::new(transformer)),
             upstream,
             limits,
             inflight,
@@ -87,18 +86,16 @@ impl Proxy {
 
     /// The transformer of the current configuration.
     fn transformer(&self) -> Arc<Transformer> {
-        match self.transformer.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.transformer.get()
     }
 
-    /// Puts a reloaded configuration's transformer in place for the calls that follow.
-    pub fn replace_transformer(&self, transformer: Arc<Transformer>) {
-        match self.transformer.write() {
-            Ok(mut current) => *current = transformer,
-            Err(poisoned) => *poisoned.into_inner() = transformer,
-        }
+    /// The configuration's transformer, which reloads replace, shared with the codec server.
+    pub fn current(&self) -> Arc<Current> {
+        self.transformer.clone()
+    }
+
+    pub fn budget(&self) -> Budget {
+        self.inflight.clone()
     }
 
     /// Serves one call; every failure becomes a gRPC status, never a dropped stream.
@@ -209,7 +206,7 @@ impl Proxy {
         let data = match transformer.rehydrate(root, &msg.bytes, namespace).await {
             Ok(Some(rewritten)) => {
                 self.check_client_limit(rewritten.len())?;
-                _rehydrated_permit = self.reserve(rewritten.len())?;
+                _rehydrated_permit = Some(self.reserve(rewritten.len())?);
                 frame::encode(rewritten.into_chunks(), msg.was_compressed)
                     .map_err(status::internal)?
                     .to_vec()
@@ -262,27 +259,18 @@ impl Proxy {
     }
 
     /// Holds `len` bytes of the in-flight budget until the permit is dropped.
-    fn reserve(&self, len: usize) -> Result<Option<OwnedSemaphorePermit>, Status> {
-        let needed = kib(len);
-        if needed == 0 {
-            return Ok(None);
-        }
-        match self.inflight.clone().try_acquire_many_owned(needed) {
-            Ok(permit) => Ok(Some(permit)),
-            Err(_) => Err(Status::new(
+    fn reserve(&self, len: usize) -> Result<Held, Status> {
+        self.inflight.try_hold(len).map_err(|_| {
+            Status::new(
                 Code::ResourceExhausted,
                 format!(
                     "the claimcheck proxy is holding its in-flight budget of {} bytes (limits.inflightBytes); \
                      a message of {len} bytes must wait: retry",
-                    self.limits.inflight_bytes
+                    self.inflight.bytes()
                 ),
-            )),
-        }
+            )
+        })
     }
-}
-
-fn kib(len: usize) -> u32 {
-    u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -7,24 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("cannot issue a certificate: {0}")]
     Issue(#[from] rcgen::Error),
-    #[error("unusable certificate or key: {0}")]
-    Load(String),
+    #[error(transparent)]
+    Load(#[from] crate::tls::UnusableCert),
 }
 
 /// Where the serving certificate comes from.
@@ -191,45 +186,10 @@ impl Certificates {
     }
 }
 
-/// The certificate the TLS server presents, replaced in place on renewal: connections
-/// already open keep theirs, new ones get the new one.
-#[derive(Debug)]
-pub struct ServingCert(RwLock<Arc<CertifiedKey>>);
-
-impl ServingCert {
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertError> {
-        Ok(ServingCert(RwLock::new(certified_key(cert_pem, key_pem)?)))
-    }
-
-    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CertError> {
-        let key = certified_key(cert_pem, key_pem)?;
-        match self.0.write() {
-            Ok(mut current) => *current = key,
-            Err(poisoned) => *poisoned.into_inner() = key,
-        }
-        Ok(())
-    }
-}
-
-impl ResolvesServerCert for ServingCert {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.read().ok().map(|key| key.clone())
-    }
-}
-
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, CertError> {
-    let load = |e: &dyn std::fmt::Display| CertError::Load(e.to_string());
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| load(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| load(&e))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| load(&e))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signer)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::ServingCert;
 
     #[test]
     fn a_renewed_certificate_keeps_the_ca_and_survives_the_secret() {

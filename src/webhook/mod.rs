@@ -21,7 +21,7 @@ use crate::inject::{Defaults, Outcome, inject};
 use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::POLICY_LABEL;
 
-pub use certs::{CertSource, Certificates, ServingCert};
+pub use certs::{CertSource, Certificates};
 pub use configuration::{CONFIGURATION, ClientConfig, mutating_webhook_configuration};
 pub use server::{WebhookOptions, run};
 

@@ -13,7 +13,6 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -22,15 +21,16 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::Admission;
-use super::certs::{CertSource, Certificates, ServingCert};
+use super::certs::{CertSource, Certificates};
 use super::configuration::PATH;
 use crate::controller::Telemetry;
 use crate::inject::Defaults;
 use crate::policy::PayloadStoragePolicy;
+use crate::serve::Bounds;
+use crate::tls::ServingCert;
 
 /// An AdmissionReview of a pod is well under the API server's 3 MiB request limit.
 const MAX_REVIEW_BYTES: usize = 4 << 20;
@@ -108,10 +108,16 @@ pub async fn run(
         .with_cert_resolver(serving);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     tracing::info!(address = %listener.local_addr()?, "webhook listening");
-    let _server = Owned(tokio::spawn(accept(
+    let bounds = Bounds {
+        max_connections: MAX_CONNECTIONS,
+        client_timeout: CLIENT_TIMEOUT,
+    };
+    let _server = Owned(tokio::spawn(crate::serve::accept(
         listener,
-        TlsAcceptor::from(Arc::new(tls)),
-        admission,
+        Some(TlsAcceptor::from(Arc::new(tls))),
+        bounds,
+        "webhook",
+        move |request, _| answer(admission.clone(), request),
     )));
     crate::shutdown::signal().await;
     telemetry.set_webhook_not_ready();
@@ -125,39 +131,6 @@ struct Owned(tokio::task::JoinHandle<()>);
 impl Drop for Owned {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-async fn accept(listener: TcpListener, acceptor: TlsAcceptor, admission: Arc<Admission>) {
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(error = %e, "webhook cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return;
-        };
-        let (acceptor, admission) = (acceptor.clone(), admission.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let Ok(Ok(tls)) = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(tcp)).await else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |request| answer(admission.clone(), request));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(CLIENT_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "webhook connection closed");
-            }
-        });
     }
 }
 

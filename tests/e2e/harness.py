@@ -208,9 +208,11 @@ class Proxy:
         threshold: int = THRESHOLD,
         env: dict[str, str] | None = None,
         codec: Codec | None = None,
+        args: tuple[str, ...] = (),
     ) -> Proxy:
         """A proxy on `store`, with its credentials in the environment, as a pod has them;
-        `env` overrides them (wrong credentials, say). With `codec`, it serves that codec too."""
+        `env` overrides them (wrong credentials, say). With `codec`, it serves that codec too;
+        `args` are more flags (limits, say)."""
         port, metrics_port = free_port(), free_port()
         argv = [
             str(claimcheck_bin()), "proxy",
@@ -222,6 +224,7 @@ class Proxy:
         ]
         if codec:
             argv += codec.args(log.with_suffix(".tokens"))
+        argv += args
         process = Process.start("claimcheck proxy", argv, log, {**store.env, **(env or {})})
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         try:
