@@ -271,7 +271,12 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     // The store stopped: Ready turns False within a probe interval (2 s) plus the store
     // client's own retries (at most 10 s); started again, Ready comes back.
     cluster.kill("minio");
-    let (policy, took) = until(&api, "Ready False with MinIO stopped", |p| ready(p, "False")).await;
+    // A reconcile whose probe passed just before the kill can fail on the rule first
+    // (RuleFailed); the probe that follows it must say the store is down.
+    let (policy, took) = until(&api, "Ready False with MinIO stopped (ProbeFailed)", |p| {
+        ready(p, "False") && condition(p, "Ready").is_some_and(|c| c.reason == "ProbeFailed")
+    })
+    .await;
     println!("store stopped -> Ready False in {took:?}");
     assert!(took < Duration::from_secs(12), "{took:?}");
     probe_failed_on_the_bucket(&policy, &cluster);
