@@ -236,12 +236,17 @@ class Proxy:
             raise
         return cls(process, f"127.0.0.1:{port}", metrics_url, store)
 
-    def metric(self, name: str) -> float:
-        """Sum of every sample of a Prometheus metric, whatever its labels."""
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of a Prometheus metric that have `labels` (and any others)."""
         with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=5) as response:
             text = response.read().decode()
-        sample = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})?\s+(\S+)", re.MULTILINE)
-        return sum(float(value) for value in sample.findall(text))
+        sample = re.compile(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})?\s+(\S+)", re.MULTILINE)
+        wanted = {f'{key}="{value}"' for key, value in labels.items()}
+        return sum(
+            float(value)
+            for found, value in sample.findall(text)
+            if wanted <= set(found.split(","))
+        )
 
 
 ProxyFactory = Callable[..., Proxy]  # the proxy_factory fixture: start(store, env=None, **opts)
