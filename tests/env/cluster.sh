@@ -297,7 +297,9 @@ answers_azurite() { curl -s -o /dev/null "$AZURITE_BLOB_URL?comp=list"; }
 
 ready_s3() {
     wait_until minio 30 answers_minio
-    s3_curl -X PUT "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
+    # Ready can come before MinIO's object layer is: a loaded machine saw 503 here. A failed
+    # PUT creates nothing, so it is tried again.
+    wait_until minio 30 s3_curl -X PUT "$S3_ENDPOINT/$S3_BUCKET"
     env_lines+=(S3_ENDPOINT="$S3_ENDPOINT" S3_REGION="$S3_REGION" S3_BUCKET="$S3_BUCKET"
         S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY"
         MINIO_PID="$(<"$dir/minio.pid")")
