@@ -55,6 +55,7 @@ demo-cluster: build env-install
 
 ## The Go worker is built (and packed as an image) before pytest, so no test waits on the build.
 e2e: build
+	@tests/env/debian.sh chromium chromium-driver
 	@tests/worker-go/build.sh image >/dev/null
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" -m pytest -q tests/e2e
 

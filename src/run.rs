@@ -18,9 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::codec::{self, Codec, CodecServer, Cors, auth::Authorizer};
 use crate::config::{CodecConfig, ProxyConfig, ServerTlsFiles, TlsFiles};
 use crate::metrics::Metrics;
+use crate::payload::budget::Budget;
 use crate::payload::cache::VerifiedCache;
 use crate::payload::schema::Schema;
-use crate::payload::transform::{Settings, Tier, Transformer};
+use crate::payload::transform::{Current, Settings, Tier, Transformer};
 use crate::proxy::{self, Limits, Proxy, UpstreamTls};
 use crate::tls::ServingCert;
 
@@ -36,13 +37,28 @@ pub struct BoundProxy {
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub codec_addr: Option<SocketAddr>,
-    codec: Option<BoundCodec>,
     proxy: Arc<Proxy>,
+    grpc: TcpListener,
+    core: Core,
+}
+
+/// A codec server alone (`claimcheck codec`): the stores and the codec, no gRPC proxy.
+pub struct BoundCodecServer {
+    pub codec_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    core: Core,
+}
+
+/// What the proxy and a codec server share: the stores behind the current transformer, the
+/// in-flight budget, the metrics endpoint, the codec listener and the configuration's reload.
+struct Core {
+    current: Arc<Current>,
+    budget: Budget,
     schema: Arc<Schema>,
     metrics: Arc<Metrics>,
     stores: Stores,
-    grpc: TcpListener,
     http: TcpListener,
+    codec: Option<BoundCodec>,
     source: Option<ConfigSource>,
 }
 
@@ -105,88 +121,141 @@ fn open_stores(
 
 impl BoundProxy {
     pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Self> {
-        let schema = Arc::new(Schema::temporal()?);
-        let metrics = Arc::new(Metrics::new());
-        let (transformer, stores) = open_stores(config, schema.clone(), metrics.clone())?;
+        let core = Core::bind(config).await?;
         let tls = config.upstream.tls.as_ref().map(read_tls).transpose()?;
         let upstream = proxy::connect(&config.upstream.address, tls.as_ref())?;
         let limits = Limits {
             max_message_bytes: config.limits.max_message_bytes,
             client_max_message_bytes: config.limits.client_max_message_bytes,
-            inflight_bytes: config.limits.inflight_bytes,
         };
-        let proxy = Arc::new(Proxy::new(transformer, upstream, limits, metrics.clone()));
+        let proxy = Proxy::new(
+            core.current.clone(),
+            core.budget.clone(),
+            upstream,
+            limits,
+            core.metrics.clone(),
+        );
         let grpc = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let http = TcpListener::bind(config.metrics_listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.metrics_listen))?;
-        let codec = match &config.codec {
-            Some(codec) => Some(bind_codec(codec, config, &proxy, metrics.clone()).await?),
-            None => None,
-        };
         Ok(BoundProxy {
             grpc_addr: grpc.local_addr()?,
-            metrics_addr: http.local_addr()?,
-            codec_addr: codec.as_ref().map(|c| c.listener.local_addr()).transpose()?,
-            codec,
-            proxy,
-            schema,
-            metrics,
-            stores,
+            metrics_addr: core.http.local_addr()?,
+            codec_addr: core.codec_addr()?,
+            proxy: Arc::new(proxy),
             grpc,
-            http,
-            source: None,
+            core,
         })
     }
 
     /// Follows the configuration: threshold, drivers, tiers and credentials take effect
     /// without a restart, and calls in flight finish with what they began with.
-    pub fn reloading(self, source: ConfigSource) -> Self {
-        BoundProxy {
-            source: Some(source),
-            ..self
-        }
+    pub fn reloading(mut self, source: ConfigSource) -> Self {
+        self.core.source = Some(source);
+        self
     }
 
     /// Serves until `shutdown` completes; calls in flight are drained.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(grpc = %self.grpc_addr, metrics = %self.metrics_addr, "claimcheck proxy listening");
+        let grpc = proxy::serve(self.proxy, self.grpc, shutdown);
+        self.core
+            .serve_while(async move { grpc.await.context("gRPC server failed") })
+            .await
+    }
+}
+
+impl BoundCodecServer {
+    pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Self> {
+        let core = Core::bind(config).await?;
+        let codec_addr = core
+            .codec_addr()?
+            .context("a codec server needs the configuration's codec section (codec.listen)")?;
+        Ok(BoundCodecServer {
+            codec_addr,
+            metrics_addr: core.http.local_addr()?,
+            core,
+        })
+    }
+
+    pub fn reloading(mut self, source: ConfigSource) -> Self {
+        self.core.source = Some(source);
+        self
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        self.core
+            .serve_while(async move {
+                shutdown.await;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl Core {
+    async fn bind(config: &ProxyConfig) -> anyhow::Result<Self> {
+        let schema = Arc::new(Schema::temporal()?);
+        let metrics = Arc::new(Metrics::new());
+        let (transformer, stores) = open_stores(config, schema.clone(), metrics.clone())?;
+        let current = Arc::new(Current::new(transformer));
+        let budget = Budget::new(config.limits.inflight_bytes);
+        let http = TcpListener::bind(config.metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.metrics_listen))?;
+        let codec = match &config.codec {
+            Some(codec) => Some(bind_codec(codec, config, &current, &budget, metrics.clone()).await?),
+            None => None,
+        };
+        Ok(Core {
+            current,
+            budget,
+            schema,
+            metrics,
+            stores,
+            http,
+            codec,
+            source: None,
+        })
+    }
+
+    fn codec_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.codec.as_ref().map(|c| c.listener.local_addr()).transpose()
+    }
+
+    /// Serves metrics, the codec and the reload for as long as `work` runs.
+    async fn serve_while(self, work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
         let metrics = self.metrics.clone();
         let app = Router::new()
             .route("/metrics", get(move || async move { metrics.encode() }))
             .route("/healthz", get(|| async { "ok" }))
-            // The gRPC listener is bound before this endpoint answers, so ready means ready.
+            // Every listener is bound before this endpoint answers, so ready means ready.
             .route("/readyz", get(|| async { "ok" }));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut http_stop = stop_rx.clone();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let http = tokio::spawn(async move {
             axum::serve(self.http, app)
-                .with_graceful_shutdown(async move { _ = http_stop.changed().await })
+                .with_graceful_shutdown(async move { _ = stop_rx.changed().await })
                 .await
         });
         let reload = self.source.map(|source| {
-            tokio::spawn(follow(
+            AbortOnDrop(tokio::spawn(follow(
                 source,
-                self.proxy.clone(),
+                self.current.clone(),
                 self.schema,
                 self.metrics.clone(),
                 self.stores,
-            ))
+            )))
         });
         let codec = self.codec.map(|c| {
-            tracing::info!(address = %self.codec_addr.unwrap_or(self.grpc_addr), https = c.tls.is_some(), "codec server listening");
+            let address = c.listener.local_addr().ok();
+            tracing::info!(address = ?address, https = c.tls.is_some(), "codec server listening");
             AbortOnDrop(tokio::spawn(c.server.serve(c.listener, c.tls)))
         });
-        tracing::info!(grpc = %self.grpc_addr, metrics = %self.metrics_addr, "claimcheck proxy listening");
-        let grpc = proxy::serve(self.proxy, self.grpc, shutdown).await;
+        let worked = work.await;
         _ = stop_tx.send(true);
-        drop(stop_rx);
-        drop(codec);
-        if let Some(reload) = reload {
-            reload.abort();
-        }
-        grpc.context("gRPC server failed")?;
+        drop((codec, reload));
+        worked?;
         http.await
             .context("metrics server panicked")?
             .context("metrics server failed")?;
@@ -198,7 +267,7 @@ impl BoundProxy {
 /// configuration that does not load or open is logged and the running one kept.
 async fn follow(
     source: ConfigSource,
-    proxy: Arc<Proxy>,
+    current: Arc<Current>,
     schema: Arc<Schema>,
     metrics: Arc<Metrics>,
     mut stores: Stores,
@@ -224,7 +293,7 @@ async fn follow(
         }
         match open_stores(&next, schema.clone(), metrics.clone()) {
             Ok((transformer, opened)) => {
-                proxy.current().replace(transformer);
+                current.replace(transformer);
                 metrics.config_reloads.inc();
                 stores = opened;
                 (last_error, rejected) = (None, None);
@@ -259,7 +328,8 @@ fn needs_restart(running: &ProxyConfig, next: &ProxyConfig) -> Option<&'static s
 async fn bind_codec(
     codec: &CodecConfig,
     config: &ProxyConfig,
-    proxy: &Proxy,
+    current: &Arc<Current>,
+    budget: &Budget,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<BoundCodec> {
     let limits = codec::Limits {
@@ -272,7 +342,7 @@ async fn bind_codec(
         .await
         .with_context(|| format!("cannot listen on {} (codec.listen)", codec.listen))?;
     let server = CodecServer {
-        codec: Codec::new(proxy.current(), proxy.budget(), limits),
+        codec: Codec::new(current.clone(), budget.clone(), limits),
         auth,
         cors: Cors {
             origins: codec.allowed_origins.clone(),

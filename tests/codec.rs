@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use claimcheck::config::{CodecConfig, DriverConfig, ProxyConfig, ServerTlsFiles};
-use claimcheck::run::BoundProxy;
+use claimcheck::run::{BoundCodecServer, BoundProxy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -191,8 +191,8 @@ async fn the_cli_gets_originals_and_the_ui_gets_small_ones_decoded_and_large_one
         .await;
     assert_eq!(sha256(&data_of(&cli[0])), sha256(&small));
     assert_eq!(data_of(&cli[1]), b"\"tiny\"");
-    // Over decodeMaxBytes a reference stays, whoever asks.
-    assert!(is_reference(&cli[2]));
+    // The CLI cannot download: over decodeMaxBytes it still gets the original.
+    assert_eq!(sha256(&data_of(&cli[2])), sha256(&large));
 
     // The UI: the small one decoded, the large one kept with its size for the Download label.
     let ui = codec
@@ -610,4 +610,39 @@ async fn oidc_tokens_are_verified_and_their_permissions_name_the_namespaces() {
         decode(everything, "default").await.expect("answer").status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_codec_server_alone_reads_what_a_proxy_stored() {
+    let proxy = start(loopback()).await;
+    let data = big(16 * 1024);
+    let reference = proxy.offload("default", &data).await;
+
+    let mut alone = config(proxy.store.path(), loopback());
+    let error = BoundCodecServer::bind(&ProxyConfig {
+        codec: None,
+        ..alone.clone()
+    })
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(error.contains("codec.listen"), "{error}");
+    // No Temporal frontend: a codec server alone never dials one.
+    alone.upstream.address = "127.0.0.1:1".into();
+    let bound = BoundCodecServer::bind(&alone).await.expect("binds");
+    let url = format!("http://{}/decode", bound.codec_addr);
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(bound.serve(async move { _ = stopped.await }));
+    let answer = proxy
+        .http
+        .post(url)
+        .header("X-Namespace", "default")
+        .json_body(&json!({ "payloads": [reference] }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: Value = serde_json::from_str(&answer.text().await.expect("text")).expect("JSON");
+    assert_eq!(sha256(&data_of(&body["payloads"][0])), sha256(&data));
 }

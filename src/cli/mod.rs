@@ -1,4 +1,4 @@
-//! The command line: `claimcheck proxy | controller | probe | crd | check-install`.
+//! The command line: `claimcheck proxy | codec | controller | probe | crd | check-install`.
 
 mod check;
 mod operator;
@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the payload proxy between Temporal workers and the frontend.
     Proxy(Box<proxy::ProxyArgs>),
+    /// Run the codec server alone, for the Temporal Web UI and CLI: the proxy's
+    /// configuration (its stores and its `codec` section, or the --codec-* flags), no gRPC.
+    Codec(Box<proxy::ProxyArgs>),
     /// Run one replica of the operator: reconciliation (by the Lease holder), the
     /// sidecar-injection webhook, health and metrics.
     Controller(Box<operator::ControllerArgs>),
@@ -57,6 +60,7 @@ pub fn main() -> anyhow::Result<()> {
     runtime.enable_all().build()?.block_on(async {
         match cli.command {
             Command::Proxy(args) => proxy::run(*args).await,
+            Command::Codec(args) => proxy::run_codec(*args).await,
             Command::Controller(args) => operator::run(*args).await,
             Command::Crd { chart } => {
                 let crd = crate::policy::crd();

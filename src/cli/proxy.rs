@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::{CodecConfig, DriverConfig, ProxyConfig, ServerTlsFiles, TlsFiles};
-use crate::run::BoundProxy;
+use crate::run::{BoundCodecServer, BoundProxy};
 
 /// Flags override the configuration file.
 #[derive(Args)]
@@ -165,6 +165,16 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         proxy = proxy.reloading(Box::new(move || args.config()));
     }
     proxy.serve(crate::shutdown::signal()).await
+}
+
+/// The codec server alone, until SIGTERM; with a configuration file, follows its changes.
+pub async fn run_codec(args: ProxyArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let mut codec = BoundCodecServer::bind(&config).await?;
+    if args.config.is_some() {
+        codec = codec.reloading(Box::new(move || args.config()));
+    }
+    codec.serve(crate::shutdown::signal()).await
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -22,10 +22,11 @@ pub use http::{CodecServer, Cors};
 /// What the codec resolves and hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// `/decode` resolves references up to this size; larger ones stay references, which
-    /// the UI shows with a Download button.
+    /// `/decode?preserveStorageRefs=true` (the UI) resolves references up to this size;
+    /// larger ones stay references, which the UI shows with a Download button.
     pub decode_max_bytes: u64,
-    /// `/download` refuses larger originals.
+    /// `/download` refuses larger originals, and `/decode` without the flag (the CLI, which
+    /// cannot download) resolves up to this size.
     pub download_max_bytes: u64,
 }
 
@@ -136,15 +137,14 @@ impl Codec {
         let Some(owned) = transformer.owned_reference(&payload)? else {
             return Ok(payload);
         };
-        // Without a known size the fetch could be any size: the reference stays.
-        let fits = owned
-            .reference
-            .size_bytes
-            .is_some_and(|size| size <= self.limits.decode_max_bytes);
-        if !fits {
-            if !preserve_refs {
-                tracing::debug!(object = %transformer.object_of(&owned), "reference kept: over the decode limit");
-            }
+        // The UI can download what it is not given; the CLI cannot, so it gets every
+        // original a download would. Without a known size the fetch could be any size.
+        let limit = match preserve_refs {
+            true => self.limits.decode_max_bytes,
+            false => self.limits.download_max_bytes,
+        };
+        if owned.reference.size_bytes.is_none_or(|size| size > limit) {
+            tracing::debug!(object = %transformer.object_of(&owned), limit, "reference kept: over the limit");
             return Ok(payload);
         }
         self.resolve(&owned, namespace, answer).await

@@ -54,8 +54,6 @@ pub struct Limits {
     /// Largest response the client accepts; Core-based SDKs default to 128 MiB
     /// (`TEMPORAL_MAX_INCOMING_GRPC_BYTES`).
     pub client_max_message_bytes: usize,
-    /// Message bytes the proxy holds at once, across all calls.
-    pub inflight_bytes: usize,
 }
 
 pub struct Proxy {
@@ -68,15 +66,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy over the configuration's `transformer`, holding message bytes from `inflight`.
     pub fn new(
-        transformer: Arc<Transformer>,
+        transformer: Arc<Current>,
+        inflight: Budget,
         upstream: tonic::transport::Channel,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let inflight = Budget::new(limits.inflight_bytes);
         Proxy {
-            transformer: Arc::new(Current::new(transformer)),
+            transformer,
             upstream,
             limits,
             inflight,
@@ -87,15 +86,6 @@ impl Proxy {
     /// The transformer of the current configuration.
     fn transformer(&self) -> Arc<Transformer> {
         self.transformer.get()
-    }
-
-    /// The configuration's transformer, which reloads replace, shared with the codec server.
-    pub fn current(&self) -> Arc<Current> {
-        self.transformer.clone()
-    }
-
-    pub fn budget(&self) -> Budget {
-        self.inflight.clone()
     }
 
     /// Serves one call; every failure becomes a gRPC status, never a dropped stream.
