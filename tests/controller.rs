@@ -123,10 +123,8 @@ fn ready(policy: &PayloadStoragePolicy, status: &str) -> bool {
     condition(policy, "Ready").is_some_and(|c| c.status == status && c.observed_generation == current)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
-    let (cluster, server, client) = servers("kube,s3").await;
-    // The controller runs with exactly the ClusterRole of the chart, nothing more.
+/// A client with exactly the ClusterRole of the chart, nothing more: what the controller runs as.
+async fn as_the_chart_allows(cluster: &Cluster, client: &Client) -> Client {
     let role = claimcheck::controller::cluster_role(Some(claimcheck::webhook::CONFIGURATION));
     Api::<ClusterRole>::all(client.clone())
         .create(&PostParams::default(), &role)
@@ -152,7 +150,13 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
-    let controller_client = cluster.kube_as("claimcheck-controller").await;
+    cluster.kube_as("claimcheck-controller").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
+    let (cluster, server, client) = servers("kube,s3").await;
+    let controller_client = as_the_chart_allows(&cluster, &client).await;
     let controller = tokio::spawn(claimcheck::controller::run(
         controller_client,
         "test",
@@ -757,4 +761,125 @@ fn sidecar_passes_the_3_mib_scenario(
         std::thread::sleep(Duration::from_millis(100));
     }
     support::run_scenario(&sidecar, server_port, 3 << 20, support::Expect::Offloaded);
+}
+
+/// Polls `get` until it says `done`, for at most 30 s.
+async fn eventually<T, F: Future<Output = T>>(
+    what: &str,
+    get: impl Fn() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let value = get().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    let (cluster, server, client) = servers("kube,s3").await;
+    let controller = tokio::spawn(claimcheck::controller::run(
+        as_the_chart_allows(&cluster, &client).await,
+        "test",
+        Default::default(),
+    ));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret(&cluster.user_env(Store::S3)))
+        .await
+        .unwrap();
+    let mut billing = managed_policy("billing", &cluster, &server);
+    billing.spec.codec = Some(
+        serde_json::from_value(serde_json::json!({
+            "tlsSecretName": "codec-tls", "tokensSecretName": "codec-tokens",
+            "allowedOrigins": ["https://temporal.example.com"],
+        }))
+        .unwrap(),
+    );
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    let billing = api.create(&PostParams::default(), &billing).await.unwrap();
+
+    let name = "billing-claimcheck-codec";
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let deployment = eventually(
+        "the codec Deployment",
+        || async { deployments.get_opt(name).await.unwrap() },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    assert_eq!(deployment.owner_references()[0].uid, billing.uid().unwrap());
+    let pod = deployment.spec.unwrap().template;
+    let labels = pod.metadata.unwrap().labels.unwrap();
+    assert!(
+        !labels.contains_key("claimcheck.dev/policy"),
+        "the codec's pods must not ask for a sidecar: {labels:?}"
+    );
+    let pod = pod.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].args.as_deref().unwrap(),
+        ["codec", "--config", "/etc/claimcheck/proxy/proxy.yaml"]
+    );
+    let secret_names: Vec<String> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .filter_map(|v| v.secret?.secret_name)
+        .collect();
+    assert_eq!(secret_names, ["store-creds", "codec-tls", "codec-tokens"]);
+    let service = services.get(name).await.unwrap().spec.unwrap();
+    assert_eq!(service.ports.unwrap()[0].port, 8443);
+
+    // The configuration reads as the codec server will read it, mounted beside its Secrets.
+    let data = config_maps.get(name).await.unwrap().data.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = dir.path().join("proxy");
+    std::fs::create_dir_all(&mounted).unwrap();
+    std::fs::write(mounted.join(CONFIG_KEY), &data[CONFIG_KEY]).unwrap();
+    std::fs::create_dir_all(dir.path().join("credentials/hot")).unwrap();
+    let config = ProxyConfig::load(&mounted.join(CONFIG_KEY)).unwrap();
+    config.validate().unwrap();
+    let codec = config.codec.unwrap();
+    assert_eq!(codec.listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(codec.tls.unwrap().cert_file, mounted.join("../codec-tls/tls.crt"));
+    assert_eq!(codec.tokens_file.unwrap(), mounted.join("../codec-tokens/tokens"));
+    assert_eq!(codec.allowed_origins, ["https://temporal.example.com"]);
+
+    // Without `codec`, what it had is deleted; the sidecars' ConfigMap stays.
+    let mut without = api.get("billing").await.unwrap();
+    without.spec.codec = None;
+    without.metadata.managed_fields = None;
+    api.replace("billing", &PostParams::default(), &without)
+        .await
+        .unwrap();
+    eventually(
+        "the codec Deployment to go",
+        || async { deployments.get_opt(name).await.unwrap() },
+        Option::is_none,
+    )
+    .await;
+    assert!(services.get_opt(name).await.unwrap().is_none());
+    assert!(config_maps.get_opt(name).await.unwrap().is_none());
+    assert!(
+        config_maps
+            .get_opt(&config_map_name("billing"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    delete(&api, &["billing"]).await;
+    controller.abort();
 }

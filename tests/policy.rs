@@ -125,6 +125,39 @@ async fn invalid_policies_are_refused_by_the_api_server_naming_the_field() {
             "spec.probe.largeBytes",
             "largeBytes must be positive",
         ),
+        (
+            with(&["codec"], serde_json::json!({"tlsSecretName": "tls"})),
+            "spec.codec",
+            "codec needs tokensSecretName or oidc",
+        ),
+        (
+            with(
+                &["codec"],
+                serde_json::json!({"tlsSecretName": "tls", "tokensSecretName": "t", "allowedOrigins": ["*"]}),
+            ),
+            "spec.codec.allowedOrigins",
+            "must be exact origins",
+        ),
+        (
+            with(
+                &["codec"],
+                serde_json::json!({"tlsSecretName": "tls", "oidc": {"jwksUrl": "http://idp/keys", "audience": "a"}}),
+            ),
+            "spec.codec.oidc.jwksUrl",
+            "jwksUrl must be https://",
+        ),
+        (
+            {
+                let mut spec = with(
+                    &["drivers"],
+                    serde_json::json!([{"name": "local", "url": "file:///data"}]),
+                );
+                spec["codec"] = serde_json::json!({"tlsSecretName": "tls", "tokensSecretName": "t"});
+                spec
+            },
+            "spec",
+            "codec cannot serve a file:// driver",
+        ),
     ];
     for (spec, field, message) in cases {
         let err = policies

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{ArgAction, Args};
 
-use crate::controller::{Election, Telemetry, run_elected};
+use crate::controller::{Election, Options, Telemetry, run_elected};
 use crate::inject::Defaults;
 use crate::policy::{SidecarResources, parse_duration};
 use crate::webhook::{CertSource, WebhookOptions};
@@ -172,12 +172,16 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
         false => None,
     };
+    let options = Options {
+        telemetry,
+        workloads: args.sidecar_defaults(),
+    };
     let election = Election {
         namespace: args.namespace,
         identity: args.identity,
         lease_duration: Duration::from_secs(args.lease_seconds),
     };
-    let elected = run_elected(client, election, telemetry);
+    let elected = run_elected(client, election, options);
     let result = match webhook {
         Some(webhook) => tokio::select! {
             result = elected => result.map_err(anyhow::Error::from),

@@ -2,13 +2,10 @@
 //! (and so writes status); when it stops renewing, another takes over within the lease
 //! duration.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
-
-use super::Telemetry;
 
 const LEASE: &str = "claimcheck-controller";
 
@@ -25,8 +22,9 @@ pub struct Election {
 pub async fn run(
     client: Client,
     election: Election,
-    telemetry: Arc<Telemetry>,
+    options: super::Options,
 ) -> Result<(), kube_lease_manager::LeaseManagerError> {
+    let telemetry = options.telemetry.clone();
     let seconds = election.lease_duration.as_secs().max(2);
     let manager = LeaseManagerBuilder::new(client.clone(), LEASE)
         .with_namespace(&election.namespace)
@@ -53,7 +51,7 @@ pub async fn run(
             }
         };
         tokio::select! {
-            () = super::run(client.clone(), &election.identity, telemetry.clone()) => return Ok(()),
+            () = super::run(client.clone(), &election.identity, options.clone()) => return Ok(()),
             () = lost => {
                 tracing::warn!(identity = %election.identity, "lost the lease: stopped reconciling");
                 telemetry.forget_policies();

@@ -4,6 +4,7 @@
 //! The decisions live in `evaluate` (no cluster needed); this module applies them: the
 //! finalizer, the ConfigMap, the status, the Events.
 
+mod codec;
 mod evaluate;
 mod leader;
 mod rbac;
@@ -18,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -27,12 +29,14 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::inject::Defaults;
 use crate::payload::transform::Tier;
 use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::{POLICY_LABEL, config_map_name};
 use evaluate::{Evaluation, evaluate, next_look, release};
 use status::READY;
 
+pub use codec::{CODEC_LABEL, codec_config, codec_name};
 pub use evaluate::drivers as open_drivers;
 pub use leader::{Election, run as run_elected};
 pub use rbac::{CLUSTER_ROLE, WEBHOOK_SECRET, cluster_role, role};
@@ -78,6 +82,8 @@ impl Error {
 /// What every reconciliation shares.
 pub struct Context<W> {
     pub client: Client,
+    /// The image and resources of the codec servers that policies ask for.
+    pub workloads: Defaults,
     /// The field manager of this replica's server-side applies: status and ConfigMaps show
     /// which replica wrote them.
     pub manager: String,
@@ -88,7 +94,15 @@ pub struct Context<W> {
 
 /// Runs the controller until SIGTERM or SIGINT, as replica `identity`. With several
 /// replicas, run it through [`run_elected`] so that only one reconciles.
-pub async fn run(client: Client, identity: &str, telemetry: Arc<Telemetry>) {
+/// What the operator gives the controller besides the cluster: its metrics, and the image
+/// and resources of what it runs for policies (their codec servers).
+#[derive(Clone, Default)]
+pub struct Options {
+    pub telemetry: Arc<Telemetry>,
+    pub workloads: Defaults,
+}
+
+pub async fn run(client: Client, identity: &str, options: Options) {
     let policies = Api::<PayloadStoragePolicy>::all(client.clone());
     let config_maps = Api::<ConfigMap>::all(client.clone());
     let reporter = Reporter {
@@ -102,7 +116,8 @@ pub async fn run(client: Client, identity: &str, telemetry: Arc<Telemetry>) {
         },
         client,
         manager: format!("{MANAGER}-{identity}"),
-        telemetry,
+        telemetry: options.telemetry,
+        workloads: options.workloads,
     });
     Controller::new(policies, watcher::Config::default())
         // Only the ConfigMaps we render, not every ConfigMap of the cluster.
@@ -170,6 +185,7 @@ async fn apply<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> Res
         .filter(|_| policy.spec.lifecycle.manage)
         .map(|t| t.days);
     apply_config_map(policy, &namespace, janitor_days, ctx).await?;
+    apply_codec(policy, &namespace, ctx).await?;
     write_status(policy, &namespace, &evaluation, ctx).await?;
     ctx.telemetry
         .policy_ready(&namespace, &policy.name_any(), evaluation.ready());
@@ -229,6 +245,55 @@ async fn apply_config_map(
         &Patch::Apply(&config_map),
     )
     .await?;
+    Ok(())
+}
+
+/// The codec server the policy asks for, or none: what a removed `codec` left is deleted.
+async fn apply_codec(
+    policy: &PayloadStoragePolicy,
+    namespace: &str,
+    ctx: &Context<impl World>,
+) -> Result<(), Error> {
+    let name = codec::codec_name(&policy.name_any());
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(spec) = &policy.spec.codec else {
+        if deployments.get_metadata_opt(&name).await?.is_some() {
+            let params = DeleteParams::background();
+            config_maps.delete(&name, &params).await?;
+            deployments.delete(&name, &params).await?;
+            services.delete(&name, &params).await?;
+        }
+        return Ok(());
+    };
+    let owned = |labels: Option<BTreeMap<String, String>>| ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(namespace.to_owned()),
+        owner_references: policy.controller_owner_ref(&()).map(|o| vec![o]),
+        labels,
+        ..ObjectMeta::default()
+    };
+    let config_map = ConfigMap {
+        metadata: owned(Some(BTreeMap::from([(
+            POLICY_LABEL.to_owned(),
+            policy.name_any(),
+        )]))),
+        data: Some(codec::config_map_data(&policy.spec, spec)?),
+        ..ConfigMap::default()
+    };
+    let mut deployment = codec::deployment(&policy.name_any(), &policy.spec, spec, &ctx.workloads);
+    deployment.metadata = owned(deployment.metadata.labels.take());
+    let mut service = codec::service(&policy.name_any(), spec);
+    service.metadata = owned(service.metadata.labels.take());
+    let params = PatchParams::apply(&ctx.manager).force();
+    config_maps
+        .patch(&name, &params, &Patch::Apply(&config_map))
+        .await?;
+    deployments
+        .patch(&name, &params, &Patch::Apply(&deployment))
+        .await?;
+    services.patch(&name, &params, &Patch::Apply(&service)).await?;
     Ok(())
 }
 

@@ -37,8 +37,16 @@ pub fn cluster_role(webhook_configuration: Option<&str>) -> ClusterRole {
                     "payloadstoragepolicies/status",
                     &["get", "patch"],
                 ),
-                // The rendered proxy configuration, applied server-side and watched as owned.
-                rule("", "configmaps", &["get", "list", "watch", "create", "patch"]),
+                // The rendered proxy configuration, applied server-side and watched as owned;
+                // the codec server's is deleted with the policy's `codec`.
+                rule(
+                    "",
+                    "configmaps",
+                    &["get", "list", "watch", "create", "patch", "delete"],
+                ),
+                // The codec server a policy asks for: applied server-side, deleted without it.
+                rule("apps", "deployments", &["get", "create", "patch", "delete"]),
+                rule("", "services", &["get", "create", "patch", "delete"]),
                 // Driver credentials and Temporal TLS, which policies name: get, never list or watch.
                 rule("", "secrets", &["get"]),
                 // Events on policies: Ready changes, rules removed.

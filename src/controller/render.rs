@@ -11,7 +11,7 @@ use crate::policy::pod::{CONFIG_KEY, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PO
 
 /// A mount path as the configuration file names it: relative to the ConfigMap's mount,
 /// so that the mounted tree can be materialised anywhere.
-fn beside_config(mount: &str) -> PathBuf {
+pub(super) fn beside_config(mount: &str) -> PathBuf {
     let name = mount.rsplit('/').next().unwrap_or(mount);
     PathBuf::from("..").join(name)
 }

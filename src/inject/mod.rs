@@ -17,7 +17,7 @@ use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::{CONFIG_MOUNT, CREDENTIALS_MOUNT, POLICY_LABEL, TLS_MOUNT, config_map_name};
 
 pub use settings::{Defaults, Settings};
-pub use sidecar::{locked_down, probe};
+pub use sidecar::{locked_down, probe, resources};
 
 /// Records what was injected: policy, its generation, claimcheck's version.
 pub const INJECTED: &str = "claimcheck.dev/injected";

@@ -95,7 +95,8 @@ pub fn probe(path: &str, port: u16, period_seconds: i32, failure_threshold: i32)
     }
 }
 
-fn resources(resources: &crate::policy::SidecarResources) -> ResourceRequirements {
+/// Requests and limits from quantities; an absent one is left out.
+pub fn resources(resources: &crate::policy::SidecarResources) -> ResourceRequirements {
     let quantities = |pairs: [(&str, &Option<String>); 2]| {
         let map: BTreeMap<String, Quantity> = pairs
             .into_iter()

@@ -2,6 +2,7 @@
 //! Temporal payloads offloaded, verified and expired. The schema, its CEL rules and the
 //! field documentation that `kubectl explain` shows all come from these types.
 
+mod codec;
 mod duration;
 pub mod pod;
 mod sidecar;
@@ -12,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomR
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use codec::{CodecSpec, OidcSpec};
 pub use duration::{DurationError, parse_duration};
 pub use sidecar::{QUANTITY, SidecarResources, SidecarSpec};
 
@@ -41,6 +43,7 @@ const DURATION: &str = "^[0-9]+(s|m|h|d)$";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.codec) || self.drivers.all(d, !d.url.startsWith('file://'))").message("codec cannot serve a file:// driver: its objects are in the workers' volume"))]
 pub struct PayloadStoragePolicySpec {
     /// The Temporal frontend the injected proxies forward to, and the namespace whose
     /// payloads this policy stores.
@@ -65,6 +68,9 @@ pub struct PayloadStoragePolicySpec {
     /// How the injected proxy sidecar runs in the pods labelled `claimcheck.dev/policy`.
     #[serde(default)]
     pub sidecar: SidecarSpec,
+    /// A codec server for the Temporal Web UI and CLI, with this policy's stores. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<CodecSpec>,
 }
 
 fn default_threshold() -> i64 {
