@@ -36,6 +36,9 @@ pub struct CodecConfig {
     /// Browser origins allowed to call (the Web UI's, e.g. `https://temporal.example.com`).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The Temporal namespaces it serves; empty: any a caller may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// `/decode` resolves references up to this size; larger ones stay references.
     #[serde(default = "default_decode_max_bytes")]
     pub decode_max_bytes: u64,
@@ -65,6 +68,18 @@ fn default_decode_max_bytes() -> u64 {
     4 * MIB as u64
 }
 
+/// What a browser sends as `Origin`: scheme and host in lower case, a port, nothing else.
+fn exact_origin(origin: &str) -> bool {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:[]".contains(c))
+}
+
 /// An original is held about four times over while it is answered (fetched, decoded,
 /// base64-encoded, cached).
 pub const HELD_PER_BYTE: u64 = 4;
@@ -74,6 +89,7 @@ impl CodecConfig {
         CodecConfig {
             listen,
             allowed_origins: Vec::new(),
+            namespaces: Vec::new(),
             decode_max_bytes: default_decode_max_bytes(),
             download_max_bytes: None,
             tls: None,
@@ -100,17 +116,15 @@ impl CodecConfig {
                 self.listen
             ));
         }
-        if let Some(origin) = self
-            .allowed_origins
-            .iter()
-            .find(|o| o.as_str() == "*" || o.ends_with('/'))
-        {
+        if let Some(origin) = self.allowed_origins.iter().find(|o| !exact_origin(o)) {
             return Err(format!(
-                "codec.allowedOrigins {origin:?}: give exact origins (scheme://host[:port], no path, never *)"
+                "codec.allowedOrigins {origin:?}: give exact origins as browsers send them (http[s]://host[:port] in lower case, no path, never *)"
             ));
         }
         if self.download_max(limits).saturating_mul(HELD_PER_BYTE) > limits.inflight_bytes as u64 {
-            return Err("codec.downloadMaxBytes times 4 must fit limits.inflightBytes".to_owned());
+            return Err(format!(
+                "codec.downloadMaxBytes times {HELD_PER_BYTE} must fit limits.inflightBytes"
+            ));
         }
         if self.decode_max_bytes > self.download_max(limits) {
             return Err("codec.decodeMaxBytes must not exceed codec.downloadMaxBytes".to_owned());

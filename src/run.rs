@@ -342,7 +342,12 @@ async fn bind_codec(
         .await
         .with_context(|| format!("cannot listen on {} (codec.listen)", codec.listen))?;
     let server = CodecServer {
-        codec: Codec::new(current.clone(), budget.clone(), limits),
+        codec: Codec::new(
+            current.clone(),
+            budget.clone(),
+            limits,
+            codec.namespaces.iter().cloned().collect(),
+        ),
         auth,
         cors: Cors {
             origins: codec.allowed_origins.clone(),

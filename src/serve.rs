@@ -24,6 +24,9 @@ pub struct Bounds {
     pub max_connections: usize,
     /// How long a client has for its TLS handshake and its request's headers.
     pub client_timeout: Duration,
+    /// How long a connection may stay open, so that a client that stops reading an answer
+    /// does not hold its server's resources for ever.
+    pub max_connection: Duration,
 }
 
 /// Serves `listener` forever (abort the task to stop): `handle` answers each request with
@@ -90,7 +93,9 @@ async fn serve_connection<S, H, F, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(bounds.client_timeout)
         .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = connection.await {
-        tracing::debug!(server = name, error = %e, "connection closed");
+    match tokio::time::timeout(bounds.max_connection, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(server = name, error = %e, "connection closed"),
+        Err(_) => tracing::debug!(server = name, "connection open too long: closed"),
     }
 }

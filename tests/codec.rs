@@ -388,6 +388,18 @@ async fn cors_is_granted_to_the_configured_origin_only() {
         .await
         .expect("answer");
     assert_eq!(post.status(), StatusCode::FORBIDDEN);
+    // The call itself, from the UI's origin, carries the grant too, or the browser hides it.
+    let call = codec
+        .http
+        .post(format!("{}/decode", codec.url))
+        .header("Origin", UI)
+        .header("X-Namespace", "default")
+        .json_body(&json!({"payloads": []}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(call.status(), StatusCode::OK);
+    assert_eq!(call.headers()["access-control-allow-origin"], UI);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -604,7 +616,11 @@ async fn oidc_tokens_are_verified_and_their_permissions_name_the_namespaces() {
     let other_audience = idp.token("another-app", &["billing:read"]);
     let refused = decode(other_audience, "billing").await.expect("answer");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert!(refused.text().await.expect("text").contains("aud"));
+    // Which audience was wanted is logged, not told to the caller.
+    assert_eq!(
+        refused.text().await.expect("text"),
+        "the bearer token does not verify"
+    );
     let everything = idp.token("temporal-codec", &["temporal-system:admin"]);
     assert_eq!(
         decode(everything, "default").await.expect("answer").status(),
@@ -645,4 +661,57 @@ async fn a_codec_server_alone_reads_what_a_proxy_stored() {
     assert_eq!(answer.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&answer.text().await.expect("text")).expect("JSON");
     assert_eq!(sha256(&data_of(&body["payloads"][0])), sha256(&data));
+}
+
+#[tokio::test]
+async fn a_call_takes_its_whole_budget_at_once_and_one_over_the_budget_is_refused_at_once() {
+    let store = tempfile::tempdir().expect("dir");
+    let mut small = config(store.path(), loopback());
+    small.limits.inflight_bytes = 1 << 20;
+    small.limits.max_message_bytes = 1 << 20;
+    let bound = BoundProxy::bind(&small).await.expect("binds");
+    let url = format!("http://{}", bound.codec_addr.expect("codec"));
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(bound.serve(async move { _ = stopped.await }));
+    let post = |path: &'static str, payloads: Vec<Value>| {
+        reqwest::Client::new()
+            .post(format!("{url}{path}"))
+            .header("X-Namespace", "default")
+            .json_body(&json!({ "payloads": payloads }))
+            .send()
+    };
+    let mut references = Vec::new();
+    for seed in 0..3 {
+        let mut data = big(100 * 1024);
+        data[1] = b'0' + seed;
+        let answer = post("/encode", vec![payload(&data)]).await.expect("answer");
+        let body: Value = serde_json::from_str(&answer.text().await.expect("text")).expect("JSON");
+        references.push(body["payloads"][0].clone());
+    }
+    // Two originals of 100 KiB, held four times over, fit the 1 MiB budget in one call.
+    let two = post("/decode", references[..2].to_vec()).await.expect("answer");
+    assert_eq!(two.status(), StatusCode::OK);
+    // Three do not: refused now, rather than waiting for budget it already holds.
+    let three = post("/decode", references.clone()).await.expect("answer");
+    assert_eq!(three.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(three.text().await.expect("text").contains("in-flight budget"));
+}
+
+#[tokio::test]
+async fn a_codec_for_one_namespace_serves_no_other_whatever_the_token_allows() {
+    let codec = start(CodecConfig {
+        namespaces: vec!["billing".into()],
+        ..loopback()
+    })
+    .await;
+    codec.offload("billing", &big(4096)).await;
+    let response = codec.post("/decode", "default", &[]).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("does not serve namespace \"default\"")
+    );
 }

@@ -856,6 +856,7 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     assert_eq!(codec.tls.unwrap().cert_file, mounted.join("../codec-tls/tls.crt"));
     assert_eq!(codec.tokens_file.unwrap(), mounted.join("../codec-tokens/tokens"));
     assert_eq!(codec.allowed_origins, ["https://temporal.example.com"]);
+    assert_eq!(codec.namespaces, ["default"], "pinned to the policy's namespace");
 
     // Without `codec`, what it had is deleted; the sidecars' ConfigMap stays.
     let mut without = api.get("billing").await.unwrap();

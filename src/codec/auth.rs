@@ -35,6 +35,8 @@ pub enum AuthError {
     Read { path: String, source: std::io::Error },
     #[error("{path} line {line}: expected SUBJECT:TOKEN or SUBJECT:TOKEN:NAMESPACE[,NAMESPACE...]")]
     Line { path: String, line: usize },
+    #[error("the tokens file {0} holds no token: every call would be refused")]
+    Empty(String),
     #[error(transparent)]
     Jwt(#[from] JwtError),
 }
@@ -49,6 +51,8 @@ struct Token {
 pub struct Authorizer {
     tokens: Vec<Token>,
     jwt: Option<JwtVerifier>,
+    /// Set by configuring tokens or OIDC, whatever the tokens file holds.
+    required: bool,
 }
 
 /// Who a call with no credentials is when none are required: a loopback listener with
@@ -58,6 +62,7 @@ const ANONYMOUS: &str = "anonymous";
 impl Authorizer {
     pub fn new(tokens_file: Option<&Path>, jwt: Option<JwtConfig>) -> Result<Self, AuthError> {
         Ok(Authorizer {
+            required: tokens_file.is_some() || jwt.is_some(),
             tokens: tokens_file.map(read_tokens).transpose()?.unwrap_or_default(),
             jwt: jwt.map(JwtVerifier::new).transpose()?,
         })
@@ -65,7 +70,7 @@ impl Authorizer {
 
     /// True when some credential is required of every call.
     pub fn requires_credentials(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        self.required
     }
 
     /// The caller of a call with this `Authorization` header, if allowed in `namespace`.
@@ -119,9 +124,13 @@ impl Authorizer {
                 namespaces: claims.namespaces,
             }),
             Err(e @ JwtError::Jwks { .. }) => Err(Refusal::Unavailable(e.to_string())),
-            Err(e) => Err(Refusal::Unauthenticated(format!(
-                "the bearer token does not verify: {e}"
-            ))),
+            Err(e) => {
+                // Why, in the log only: a caller is not told which audience or issuer to forge.
+                tracing::info!(error = %e, "a bearer token does not verify");
+                Err(Refusal::Unauthenticated(
+                    "the bearer token does not verify".into(),
+                ))
+            }
         }
     }
 }
@@ -138,7 +147,8 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
         path: name.clone(),
         source,
     })?;
-    text.lines()
+    let tokens = text
+        .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
         .map(|(i, line)| {
@@ -147,7 +157,11 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
                 line: i + 1,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    match tokens.is_empty() {
+        true => Err(AuthError::Empty(name)),
+        false => Ok(tokens),
+    }
 }
 
 fn parse_token(line: &str) -> Option<Token> {
@@ -208,6 +222,15 @@ mod tests {
             assert!(matches!(refused, Refusal::Unauthenticated(_)));
             assert!(!refused.to_string().contains("wrong-token-value"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_tokens_file_with_no_token_is_refused_rather_than_opening_the_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "# nobody yet\n\n").unwrap();
+        let error = Authorizer::new(Some(&path), None).err().unwrap().to_string();
+        assert!(error.contains("holds no token"), "{error}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -29,10 +29,13 @@ type Body = BoxBody<Bytes, Infallible>;
 
 const ALLOW_HEADERS: &str = "Content-Type, X-Namespace, Authorization, Authorization-Extras";
 const X_NAMESPACE: &str = "x-namespace";
-/// A request's body is a history page's payloads; the UI and the CLI send it at once.
+/// A request's body is a history page's payloads; the UI and the CLI send it at once. An
+/// answer, up to downloadMaxBytes, must be read within `max_connection`, or the connection is
+/// dropped with the budget it holds.
 const BOUNDS: Bounds = Bounds {
     max_connections: 1024,
     client_timeout: Duration::from_secs(30),
+    max_connection: Duration::from_secs(300),
 };
 
 /// The browser origins allowed to call, exactly (scheme, host and port); never `*`, since
@@ -130,7 +133,8 @@ impl CodecServer {
         namespace: &str,
         request: Request<Incoming>,
     ) -> Result<(Answer, Vec<Piece>), CodecError> {
-        // The body, and its payloads once parsed, until they are handed to the codec.
+        // The body until it is parsed; the codec then holds what the call needs, all at once,
+        // after this is released, so that no call waits for budget while holding some.
         let announced = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -139,18 +143,18 @@ impl CodecServer {
         let budget = self.codec.budget();
         let wanted = announced.min(self.max_request_bytes).saturating_mul(2);
         let held = budget.hold(wanted.min(budget.bytes())).await?;
-        let body = request.into_body();
-        let body = match Limited::new(body, self.max_request_bytes).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return Err(CodecError::Request(e.to_string())),
+        let body = Limited::new(request.into_body(), self.max_request_bytes).collect();
+        let body = match tokio::time::timeout(BOUNDS.client_timeout, body).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => {
+                return Err(CodecError::RequestTooLarge(self.max_request_bytes));
+            }
+            Ok(Err(e)) => return Err(CodecError::Request(e.to_string())),
+            Err(_) => return Err(CodecError::Request("the body did not arrive in time".into())),
         };
         let payloads = json::parse(&body)?;
-        drop(body);
-        // /encode's payloads are the large ones, held until stored. Decoding holds more for
-        // each original, and must not wait for it while holding this.
-        let held = (operation == Operation::Encode).then_some(held);
+        drop((body, held));
         let answer = self.codec.answer(operation, payloads, namespace).await?;
-        drop(held);
         let chunks = json::render(&answer.payloads)?;
         Ok((answer, chunks))
     }
@@ -261,7 +265,8 @@ fn status_of(error: &CodecError) -> StatusCode {
         | CodecError::Request(_) => StatusCode::BAD_REQUEST,
         // The UI says "isn't configured to download from external storage" on a 404.
         CodecError::NotOurs { .. } => StatusCode::NOT_FOUND,
-        CodecError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CodecError::TooLarge { .. } | CodecError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        CodecError::NotServed { .. } => StatusCode::FORBIDDEN,
         CodecError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         CodecError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         CodecError::Transform(e) => match e {

@@ -18,17 +18,23 @@ use temporalio_protos::temporal::api::common::v1::payload::ExternalPayloadDetail
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("the body is not a JSON Payloads object: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Where, not what: serde's message would quote the payload's bytes.
+    #[error("the body is not a JSON Payloads object (line {line}, column {column})")]
+    Json { line: usize, column: usize },
+    #[error("the body holds {0} payloads, over the limit of {MAX_PAYLOADS}")]
+    TooMany(usize),
     #[error("payload {index}: {field} is not base64: {source}")]
     Base64 {
         index: usize,
         field: String,
         source: base64::DecodeError,
     },
-    #[error("payload {index}: sizeBytes is not an unsigned integer: {value}")]
-    Size { index: usize, value: String },
+    #[error("payload {index}: sizeBytes is not an unsigned integer")]
+    Size { index: usize },
 }
+
+/// More than any history page holds; each costs a little memory even when empty.
+const MAX_PAYLOADS: usize = 10_000;
 
 #[derive(Deserialize)]
 struct Payloads<'a> {
@@ -38,9 +44,9 @@ struct Payloads<'a> {
 
 #[derive(Deserialize)]
 struct JsonPayload<'a> {
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
     // Borrowed unless the sender escaped a character (`\/`, say).
-    #[serde(default, borrow)]
-    metadata: BTreeMap<String, Cow<'a, str>>,
     #[serde(default, borrow)]
     data: Cow<'a, str>,
     #[serde(default, rename = "externalPayloads", alias = "external_payloads")]
@@ -55,7 +61,13 @@ struct JsonDetails {
 
 /// Each payload of the body, serialized as protobuf: the form the payload path works on.
 pub fn parse(body: &[u8]) -> Result<Vec<Bytes>, BodyError> {
-    let parsed: Payloads = serde_json::from_slice(body)?;
+    let parsed: Payloads = serde_json::from_slice(body).map_err(|e| BodyError::Json {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    if parsed.payloads.len() > MAX_PAYLOADS {
+        return Err(BodyError::TooMany(parsed.payloads.len()));
+    }
     parsed
         .payloads
         .into_iter()
@@ -94,10 +106,7 @@ fn to_protobuf(index: usize, json: JsonPayload) -> Result<Bytes, BodyError> {
 
 /// protojson writes int64 as a string; Go's encoding/json as a number.
 fn size_of(index: usize, value: Option<&serde_json::Value>) -> Result<i64, BodyError> {
-    let refused = || BodyError::Size {
-        index,
-        value: value.map(ToString::to_string).unwrap_or_default(),
-    };
+    let refused = || BodyError::Size { index };
     match value {
         None => Ok(0),
         Some(serde_json::Value::Number(n)) => n.as_i64().filter(|n| *n >= 0).ok_or_else(refused),
@@ -228,7 +237,10 @@ mod tests {
     #[test]
     fn bad_bodies_are_refused_with_what_is_wrong() {
         let cases: [(&[u8], &str); 4] = [
-            (b"[1]", "not a JSON Payloads object"),
+            (
+                br#"{"payloads":"c2VjcmV0"}"#,
+                "not a JSON Payloads object (line 1",
+            ),
             (
                 br#"{"payloads":[{"data":"***"}]}"#,
                 "payload 0: data is not base64",
@@ -245,6 +257,7 @@ mod tests {
         for (body, expected) in cases {
             let error = parse(body).err().unwrap().to_string();
             assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("c2VjcmV0"), "a payload's bytes in {error}");
         }
     }
 }

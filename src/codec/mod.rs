@@ -8,6 +8,7 @@ mod http;
 pub mod json;
 pub mod jwt;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use crate::config::HELD_PER_BYTE;
 use crate::payload::budget::{Budget, Exhausted, Held};
 use crate::payload::reference::{Reference, ReferenceError, Target};
-use crate::payload::transform::{Current, TransformError};
+use crate::payload::transform::{Current, Owned, TransformError, Transformer};
 
 pub use http::{CodecServer, Cors};
 
@@ -55,14 +56,22 @@ impl Operation {
 pub enum CodecError {
     #[error("cannot read the request: {0}")]
     Request(String),
+    #[error("the request is over this codec server's limit of {0} bytes")]
+    RequestTooLarge(usize),
     #[error(transparent)]
     Body(#[from] json::BodyError),
     #[error("payload {index} is not a storage reference: /download takes only references")]
     NotAReference { index: usize },
     #[error("payload {index} is a reference of driver {driver:?}, which no store of this codec server holds")]
     NotOurs { index: usize, driver: String },
-    #[error("{object} is {size} bytes, over this codec server's download limit of {limit} bytes")]
-    TooLarge { object: String, size: u64, limit: u64 },
+    #[error("{object} is {} bytes, over this codec server's download limit of {limit} bytes", size.map_or("an unknown number of".to_owned(), |s| s.to_string()))]
+    TooLarge {
+        object: String,
+        size: Option<u64>,
+        limit: u64,
+    },
+    #[error("this codec server does not serve namespace {namespace:?}")]
+    NotServed { namespace: String },
     #[error("{0}")]
     Reference(#[from] ReferenceError),
     #[error("{0}")]
@@ -86,14 +95,22 @@ pub struct Codec {
     transformer: Arc<Current>,
     budget: Budget,
     limits: Limits,
+    /// The Temporal namespaces it serves; empty: any the caller may read.
+    namespaces: BTreeSet<String>,
 }
 
 impl Codec {
-    pub fn new(transformer: Arc<Current>, budget: Budget, limits: Limits) -> Self {
+    pub fn new(
+        transformer: Arc<Current>,
+        budget: Budget,
+        limits: Limits,
+        namespaces: BTreeSet<String>,
+    ) -> Self {
         Codec {
             transformer,
             budget,
             limits,
+            namespaces,
         }
     }
 
@@ -101,108 +118,103 @@ impl Codec {
         &self.budget
     }
 
-    /// Answers one call for `namespace`, whose scope every reference must be in.
+    /// Answers one call for `namespace`, whose scope every reference must be in. The call
+    /// holds its share of the in-flight budget, all of it at once, until the answer is sent.
     pub async fn answer(
         &self,
         operation: Operation,
         payloads: Vec<Bytes>,
         namespace: &str,
     ) -> Result<Answer, CodecError> {
+        if !self.namespaces.is_empty() && !self.namespaces.contains(namespace) {
+            return Err(CodecError::NotServed {
+                namespace: namespace.to_owned(),
+            });
+        }
+        // One configuration for the whole call, even if it is reloaded meanwhile.
+        let transformer = self.transformer.get();
+        let steps = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(index, payload)| self.plan(&transformer, operation, index, payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        let needed = steps.iter().map(Step::held_bytes).fold(0u64, u64::saturating_add);
         let mut answer = Answer {
-            payloads: Vec::with_capacity(payloads.len()),
+            payloads: Vec::with_capacity(steps.len()),
+            held: vec![
+                self.budget
+                    .hold(usize::try_from(needed).unwrap_or(usize::MAX))
+                    .await?,
+            ],
             ..Answer::default()
         };
-        for (index, payload) in payloads.into_iter().enumerate() {
-            let out = match operation {
-                Operation::Decode { preserve_refs } => {
-                    self.decode(payload, namespace, preserve_refs, &mut answer)
-                        .await?
+        for step in steps {
+            let out = match step {
+                Step::Keep(payload) => payload,
+                Step::Fetch(owned) => {
+                    let original = transformer.fetch(&owned, namespace).await?;
+                    answer.objects.push(transformer.object_of(&owned));
+                    original
                 }
-                Operation::Download => self.download(index, payload, namespace, &mut answer).await?,
-                Operation::Encode => self.encode(payload, namespace, &mut answer).await?,
+                Step::Store(payload) => self.encode(&transformer, payload, namespace, &mut answer).await?,
             };
             answer.payloads.push(out);
         }
         Ok(answer)
     }
 
-    async fn decode(
+    /// What the call does with one payload, decided before anything is fetched or stored.
+    fn plan(
         &self,
-        payload: Bytes,
-        namespace: &str,
-        preserve_refs: bool,
-        answer: &mut Answer,
-    ) -> Result<Bytes, CodecError> {
-        let transformer = self.transformer.get();
-        let Some(owned) = transformer.owned_reference(&payload)? else {
-            return Ok(payload);
-        };
-        // The UI can download what it is not given; the CLI cannot, so it gets every
-        // original a download would. Without a known size the fetch could be any size.
-        let limit = match preserve_refs {
-            true => self.limits.decode_max_bytes,
-            false => self.limits.download_max_bytes,
-        };
-        if owned.reference.size_bytes.is_none_or(|size| size > limit) {
-            tracing::debug!(object = %transformer.object_of(&owned), limit, "reference kept: over the limit");
-            return Ok(payload);
-        }
-        self.resolve(&owned, namespace, answer).await
-    }
-
-    async fn download(
-        &self,
+        transformer: &Transformer,
+        operation: Operation,
         index: usize,
         payload: Bytes,
-        namespace: &str,
-        answer: &mut Answer,
-    ) -> Result<Bytes, CodecError> {
-        let transformer = self.transformer.get();
-        let Some(reference) = Reference::from_payload(&payload)? else {
-            return Err(CodecError::NotAReference { index });
-        };
-        let Some(owned) = transformer.owned_reference(&payload)? else {
-            return Err(CodecError::NotOurs {
-                index,
-                driver: reference.driver_name,
-            });
-        };
-        let size = owned.reference.size_bytes.unwrap_or(0);
-        if size > self.limits.download_max_bytes {
-            return Err(CodecError::TooLarge {
-                object: transformer.object_of(&owned),
-                size,
-                limit: self.limits.download_max_bytes,
-            });
+    ) -> Result<Step, CodecError> {
+        let owned = transformer.owned_reference(&payload)?;
+        match (operation, owned) {
+            (Operation::Encode, _) => Ok(Step::Store(payload)),
+            (Operation::Decode { preserve_refs }, Some(owned)) => {
+                // The UI can download what it is not given; the CLI cannot, so it gets
+                // every original a download would. Without a size, a fetch could be any size.
+                let limit = match preserve_refs {
+                    true => self.limits.decode_max_bytes,
+                    false => self.limits.download_max_bytes,
+                };
+                match owned.reference.size_bytes.is_some_and(|size| size <= limit) {
+                    true => Ok(Step::Fetch(owned)),
+                    false => Ok(Step::Keep(payload)),
+                }
+            }
+            (Operation::Decode { .. }, None) => Ok(Step::Keep(payload)),
+            (Operation::Download, Some(owned)) => {
+                let limit = self.limits.download_max_bytes;
+                match owned.reference.size_bytes {
+                    Some(size) if size <= limit => Ok(Step::Fetch(owned)),
+                    size => Err(CodecError::TooLarge {
+                        object: transformer.object_of(&owned),
+                        size,
+                        limit,
+                    }),
+                }
+            }
+            (Operation::Download, None) => match Reference::from_payload(&payload)? {
+                Some(reference) => Err(CodecError::NotOurs {
+                    index,
+                    driver: reference.driver_name,
+                }),
+                None => Err(CodecError::NotAReference { index }),
+            },
         }
-        self.resolve(&owned, namespace, answer).await
-    }
-
-    async fn resolve(
-        &self,
-        owned: &crate::payload::transform::Owned,
-        namespace: &str,
-        answer: &mut Answer,
-    ) -> Result<Bytes, CodecError> {
-        let transformer = self.transformer.get();
-        let size = owned
-            .reference
-            .size_bytes
-            .unwrap_or(self.limits.download_max_bytes);
-        let held = self.budget.hold(held_bytes(size)).await?;
-        answer.held.push(held);
-        let original = transformer.fetch(owned, namespace).await?;
-        answer.objects.push(transformer.object_of(owned));
-        Ok(original)
     }
 
     async fn encode(
         &self,
+        transformer: &Transformer,
         payload: Bytes,
         namespace: &str,
         answer: &mut Answer,
     ) -> Result<Bytes, CodecError> {
-        let transformer = self.transformer.get();
         let target = Target {
             namespace: namespace.to_owned(),
             workflow: None,
@@ -217,6 +229,24 @@ impl Codec {
     }
 }
 
-fn held_bytes(size: u64) -> usize {
-    usize::try_from(size.saturating_mul(HELD_PER_BYTE)).unwrap_or(usize::MAX)
+/// One payload's part of a call.
+enum Step {
+    Keep(Bytes),
+    Fetch(Owned),
+    Store(Bytes),
+}
+
+impl Step {
+    /// The budget it needs: a payload passed on is held as given and as rendered; an original
+    /// as fetched, decoded, encoded and cached.
+    fn held_bytes(&self) -> u64 {
+        match self {
+            Step::Keep(payload) | Step::Store(payload) => 2 * payload.len() as u64,
+            Step::Fetch(owned) => owned
+                .reference
+                .size_bytes
+                .unwrap_or(0)
+                .saturating_mul(HELD_PER_BYTE),
+        }
+    }
 }

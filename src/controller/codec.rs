@@ -26,6 +26,9 @@ const TLS_MOUNT: &str = "/etc/claimcheck/codec-tls";
 const TOKENS_MOUNT: &str = "/etc/claimcheck/codec-tokens";
 const TOKENS_KEY: &str = "tokens";
 const CONTAINER: &str = "codec";
+/// The codec's in-flight budget: 64 MiB downloads held four times over, within the 512Mi
+/// memory limit the operator's defaults give it, with room for the cache.
+const CODEC_INFLIGHT_BYTES: usize = 256 << 20;
 
 /// The name of the codec's ConfigMap, Deployment and Service.
 pub fn codec_name(policy: &str) -> String {
@@ -37,8 +40,13 @@ pub fn codec_name(policy: &str) -> String {
 pub fn codec_config(spec: &PayloadStoragePolicySpec, codec: &CodecSpec) -> ProxyConfig {
     let port = u16::try_from(codec.port).unwrap_or(8443);
     let mut config = proxy_config(spec, None);
+    // Within the pod's memory: an original is held four times over while it is answered.
+    config.limits.inflight_bytes = CODEC_INFLIGHT_BYTES;
+    config.limits.max_message_bytes = config.limits.max_message_bytes.min(CODEC_INFLIGHT_BYTES);
     config.codec = Some(CodecConfig {
         allowed_origins: codec.allowed_origins.clone(),
+        // A policy's codec reads its own namespace's objects, whatever a token allows.
+        namespaces: vec![spec.temporal.namespace.clone()],
         decode_max_bytes: u64::try_from(codec.decode_max_bytes).unwrap_or(0),
         tls: Some(ServerTlsFiles {
             cert_file: beside_config(TLS_MOUNT).join("tls.crt"),

@@ -259,11 +259,11 @@ async fn apply_codec(
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(spec) = &policy.spec.codec else {
-        if deployments.get_metadata_opt(&name).await?.is_some() {
-            let params = DeleteParams::background();
-            config_maps.delete(&name, &params).await?;
-            deployments.delete(&name, &params).await?;
-            services.delete(&name, &params).await?;
+        let params = DeleteParams::background();
+        if services.get_metadata_opt(&name).await?.is_some() {
+            deployments.delete(&name, &params).await.map(drop).or_else(gone)?;
+            config_maps.delete(&name, &params).await.map(drop).or_else(gone)?;
+            services.delete(&name, &params).await.map(drop).or_else(gone)?;
         }
         return Ok(());
     };
@@ -295,6 +295,14 @@ async fn apply_codec(
         .await?;
     services.patch(&name, &params, &Patch::Apply(&service)).await?;
     Ok(())
+}
+
+/// A delete of what is already gone succeeded.
+fn gone(error: kube::Error) -> Result<(), kube::Error> {
+    match &error {
+        kube::Error::Api(status) if status.code == 404 => Ok(()),
+        _ => Err(error),
+    }
 }
 
 /// A driver of the policy, opened with its credentials.

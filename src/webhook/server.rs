@@ -111,6 +111,8 @@ pub async fn run(
     let bounds = Bounds {
         max_connections: MAX_CONNECTIONS,
         client_timeout: CLIENT_TIMEOUT,
+        // The API server keeps connections open across reviews.
+        max_connection: Duration::from_secs(3600),
     };
     let _server = Owned(tokio::spawn(crate::serve::accept(
         listener,
