@@ -1,25 +1,33 @@
 """claimcheck as users run it, on a node that runs pods (issue 10 §5). The steps build on each
 other, in order: install the chart from the image, a policy turns Ready, a Go worker Deployment
-gets the sidecar and passes 10 MiB through activities, the threshold follows the policy, the
+gets the sidecar and passes 10 MiB through activities, the policy's codec server gives back
+that workflow's input, the threshold follows the policy, the
 operator restarts under admissions, the policy goes with its bucket rule, the CRD upgrades with
 the chart, and uninstall leaves no webhook behind.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import shutil
+import ssl
+import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
-from claims import checked_run_references, is_reference, iter_payloads
+from claims import checked_run_references, is_reference, iter_payloads, parse_reference, verify_stored
 from story import (CHART, MiB, OPERATOR_NAMESPACE, POLICY, TEAM, WORKER, Kube, apply_policy, deploy_worker,
-                   install_operator, lease_holder, operator_values, policy_ready, run_workflow, started_at,
-                   wait_for, worker_pod)
+                   install_operator, lease_holder, operator_values, policy_ready, ready_pods, run_workflow,
+                   started_at, wait_for, worker_pod)
 
 
 def test_helm_install_brings_up_two_ready_replicas_one_leading(kube: Kube, images: dict[str, str]):
@@ -78,6 +86,63 @@ async def test_ten_mib_pass_through_activities_and_history_holds_only_references
     client = await Client.connect(temporal)
     refs = await checked_run_references(client, "ten-mib", verdict["runId"], store)
     assert refs and all(r.size_bytes >= 10 * MiB for r in refs), refs
+
+
+async def test_the_policys_codec_server_gives_the_originals_to_a_token_holder(kube: Kube, temporal: str,
+                                                                             store, tmp_path: Path):
+    """spec.codec: the operator runs `claimcheck codec` with the policy's MinIO credentials, behind
+    a Service, over HTTPS; the CLI's /decode of the 10 MiB workflow's input gives the original."""
+    token = secrets.token_urlsafe(16)
+    cert = codec_certificate(kube, tmp_path)
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "codec-tokens", "namespace": TEAM},
+                "stringData": {"tokens": f"oncall:{token}:default\n"}})
+    started = time.monotonic()
+    kube.kubectl("patch", "payloadstoragepolicy", POLICY, "-n", TEAM, "--type", "merge", "-p", json.dumps(
+        {"spec": {"codec": {"tlsSecretName": "codec-tls", "tokensSecretName": "codec-tokens"}}}))
+    wait_for("the codec server Ready", lambda: ready_pods(kube, TEAM, f"claimcheck.dev/codec={POLICY}"), timeout=180)
+    print(f"codec added to the policy -> its pod Ready in {time.monotonic() - started:.1f} s")
+    service = kube.get("service", f"{POLICY}-claimcheck-codec", "-n", TEAM)
+    url = f"https://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/decode"
+
+    client = await Client.connect(temporal)
+    history = await client.get_workflow_handle("ten-mib").fetch_history()
+    reference = next(p for e in history.events for _, p in iter_payloads(e) if is_reference(p))
+    original = verify_stored(parse_reference(reference, store), store)
+    body = json.dumps({"payloads": [MessageToDict(reference)]}).encode()
+    # The certificate names the Service's DNS name; the test reaches it by its cluster IP.
+    tls = ssl.create_default_context(cafile=str(cert))
+    tls.check_hostname = False
+
+    def decode(authorization: str) -> tuple[int, bytes] | None:
+        """The status and body of a /decode, or None while the Service has no endpoint yet."""
+        request = urllib.request.Request(url, data=body, headers={
+            "Content-Type": "application/json", "X-Namespace": "default", "Authorization": authorization})
+        try:
+            with urllib.request.urlopen(request, context=tls, timeout=60) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read()
+        except urllib.error.URLError:
+            return None
+
+    status, answer = wait_for("the codec answering through its Service", lambda: decode(f"Bearer {token}"))
+    assert status == 200, answer[:300]
+    decoded = json.loads(answer)["payloads"][0]
+    assert hashlib.sha256(base64.b64decode(decoded["data"])).digest() == hashlib.sha256(original.data).digest()
+    assert decode("Bearer not-the-token") == (401, b"the bearer token is not one of the configured tokens")
+
+
+def codec_certificate(kube: Kube, tmp_path: Path) -> Path:
+    """A self-signed certificate for the codec's Service, as Secret codec-tls; its PEM path."""
+    name = f"{POLICY}-claimcheck-codec.{TEAM}.svc"
+    cert, key = tmp_path / "codec.crt", tmp_path / "codec.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "codec-tls", "namespace": TEAM},
+                "stringData": {"tls.crt": cert.read_text(), "tls.key": key.read_text()}})
+    return cert
 
 
 async def history_payload_sizes(client: Client, workflow_id: str) -> tuple[list[int], int]:
