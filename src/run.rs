@@ -67,6 +67,8 @@ struct BoundCodec {
     server: Arc<CodecServer>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// The certificate served and its files, which the codec re-reads.
+    cert: Option<(Arc<ServingCert>, ServerTlsFiles)>,
 }
 
 /// What a configuration's drivers became: the transformer over them and their janitors.
@@ -250,7 +252,11 @@ impl Core {
         let codec = self.codec.map(|c| {
             let address = c.listener.local_addr().ok();
             tracing::info!(address = ?address, https = c.tls.is_some(), "codec server listening");
-            AbortOnDrop(tokio::spawn(c.server.serve(c.listener, c.tls)))
+            let refresh = AbortOnDrop(tokio::spawn(c.server.clone().refresh(c.cert)));
+            (
+                AbortOnDrop(tokio::spawn(c.server.serve(c.listener, c.tls))),
+                refresh,
+            )
         });
         let worked = work.await;
         _ = stop_tx.send(true);
@@ -337,7 +343,15 @@ async fn bind_codec(
         download_max_bytes: codec.download_max(&config.limits),
     };
     let auth = Authorizer::new(codec.tokens_file.as_deref(), codec.oidc.clone())?;
-    let tls = codec.tls.as_ref().map(server_tls).transpose()?;
+    let cert = codec
+        .tls
+        .as_ref()
+        .map(|files| serving_cert(files).map(|cert| (Arc::new(cert), files.clone())))
+        .transpose()?;
+    let tls = cert
+        .as_ref()
+        .map(|(cert, _)| acceptor(cert.clone()))
+        .transpose()?;
     let listener = TcpListener::bind(codec.listen)
         .await
         .with_context(|| format!("cannot listen on {} (codec.listen)", codec.listen))?;
@@ -360,17 +374,24 @@ async fn bind_codec(
         server: Arc::new(server),
         listener,
         tls,
+        cert,
     })
 }
 
-fn server_tls(files: &ServerTlsFiles) -> anyhow::Result<TlsAcceptor> {
+fn serving_cert(files: &ServerTlsFiles) -> anyhow::Result<ServingCert> {
     let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let cert = ServingCert::from_pem(&read(&files.cert_file)?, &read(&files.key_file)?)?;
+    Ok(ServingCert::from_pem(
+        &read(&files.cert_file)?,
+        &read(&files.key_file)?,
+    )?)
+}
+
+fn acceptor(cert: Arc<ServingCert>) -> anyhow::Result<TlsAcceptor> {
     let ring = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(ring)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(cert));
+        .with_cert_resolver(cert);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(tls)))
 }

@@ -464,6 +464,36 @@ async fn tokens_authenticate_and_name_the_namespaces_they_may_read() {
             .metric(r#"operation="decode",namespace="",outcome="unauthenticated"} 2"#)
             .await
     );
+
+    // The Secret changes under the running codec: the revoked token stops working, no restart.
+    write(dir.path(), "tokens", "billing-team:t0ken-billing:billing\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while call(Some("t0ken-oncall"), "default")
+        .await
+        .expect("answer")
+        .status()
+        == StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a revoked token still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        call(Some("t0ken-oncall"), "default")
+            .await
+            .expect("answer")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(Some("t0ken-billing"), "billing")
+            .await
+            .expect("answer")
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -522,6 +552,27 @@ async fn over_tls_the_codec_serves_https() {
     assert_eq!(answer.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&answer.text().await.expect("text")).expect("JSON");
     assert!(is_reference(&body["payloads"][0]));
+
+    // cert-manager renews the certificate in the mounted Secret: new connections get the new one.
+    let renewed = self_signed(dir.path());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&renewed.cert_file).expect("cert")).expect("PEM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        // A client per try: a kept-alive connection would keep the old certificate.
+        let renewed_only = reqwest::Client::builder()
+            .tls_certs_only([ca.clone()])
+            .build()
+            .expect("client");
+        let answered = renewed_only.post(format!("{url}/decode")).send().await;
+        if answered.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 fn self_signed(dir: &Path) -> ServerTlsFiles {

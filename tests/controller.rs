@@ -822,7 +822,10 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     .unwrap();
     assert_eq!(deployment.owner_references()[0].uid, billing.uid().unwrap());
     let pod = deployment.spec.unwrap().template;
-    let labels = pod.metadata.unwrap().labels.unwrap();
+    let metadata = pod.metadata.unwrap();
+    let digest = &metadata.annotations.as_ref().unwrap()["claimcheck.dev/config-sha256"];
+    assert_eq!(digest.len(), 64, "a changed configuration rolls the codec's pods");
+    let labels = metadata.labels.unwrap();
     assert!(
         !labels.contains_key("claimcheck.dev/policy"),
         "the codec's pods must not ask for a sidecar: {labels:?}"

@@ -3,7 +3,8 @@
 //! Refusals never carry the token.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
 
@@ -49,7 +50,10 @@ struct Token {
 }
 
 pub struct Authorizer {
-    tokens: Vec<Token>,
+    /// Replaced when the file changes: a mounted Secret changes under a running pod, and a
+    /// revoked token must stop working without a restart.
+    tokens: RwLock<Tokens>,
+    tokens_file: Option<PathBuf>,
     jwt: Option<JwtVerifier>,
     /// Set by configuring tokens or OIDC, whatever the tokens file holds.
     required: bool,
@@ -59,13 +63,36 @@ pub struct Authorizer {
 /// neither tokens nor OIDC configured.
 const ANONYMOUS: &str = "anonymous";
 
+/// The tokens in force, and the digest of the file they came from.
+#[derive(Default)]
+struct Tokens {
+    file_sha256: [u8; 32],
+    tokens: Vec<Token>,
+}
+
 impl Authorizer {
     pub fn new(tokens_file: Option<&Path>, jwt: Option<JwtConfig>) -> Result<Self, AuthError> {
         Ok(Authorizer {
             required: tokens_file.is_some() || jwt.is_some(),
-            tokens: tokens_file.map(read_tokens).transpose()?.unwrap_or_default(),
+            tokens: RwLock::new(tokens_file.map(read_tokens).transpose()?.unwrap_or_default()),
+            tokens_file: tokens_file.map(Path::to_path_buf),
             jwt: jwt.map(JwtVerifier::new).transpose()?,
         })
+    }
+
+    /// Reads the tokens file again; true when the tokens changed. A file that does not read
+    /// is an error and the tokens in force stay; an emptied file is refused the same way.
+    pub fn reload_tokens(&self) -> Result<bool, AuthError> {
+        let Some(path) = &self.tokens_file else {
+            return Ok(false);
+        };
+        let fresh = read_tokens(path)?;
+        let mut current = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        if current.file_sha256 == fresh.file_sha256 {
+            return Ok(false);
+        }
+        *current = fresh;
+        Ok(true)
     }
 
     /// True when some credential is required of every call.
@@ -107,11 +134,19 @@ impl Authorizer {
             ));
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(known) = self.tokens.iter().find(|t| t.sha256 == digest) {
-            return Ok(Principal {
-                subject: known.subject.clone(),
-                namespaces: known.namespaces.clone(),
-            });
+        let known = {
+            let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+            tokens
+                .tokens
+                .iter()
+                .find(|t| t.sha256 == digest)
+                .map(|t| Principal {
+                    subject: t.subject.clone(),
+                    namespaces: t.namespaces.clone(),
+                })
+        };
+        if let Some(principal) = known {
+            return Ok(principal);
         }
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::Unauthenticated(
@@ -141,7 +176,7 @@ fn bearer(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn read_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
+fn read_tokens(path: &Path) -> Result<Tokens, AuthError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
         path: name.clone(),
@@ -160,7 +195,10 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
         .collect::<Result<Vec<_>, _>>()?;
     match tokens.is_empty() {
         true => Err(AuthError::Empty(name)),
-        false => Ok(tokens),
+        false => Ok(Tokens {
+            file_sha256: Sha256::digest(text.as_bytes()).into(),
+            tokens,
+        }),
     }
 }
 

@@ -20,13 +20,18 @@ use tokio_rustls::TlsAcceptor;
 use super::auth::{Authorizer, Principal, Refusal};
 use super::json::Piece;
 use super::{Answer, Codec, CodecError, Operation, json};
+use crate::config::ServerTlsFiles;
 use crate::driver::StoreError;
 use crate::metrics::{CodecLabels, Metrics};
 use crate::payload::transform::TransformError;
 use crate::serve::Bounds;
+use crate::tls::ServingCert;
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// How often tokens and certificate are read again; a mounted Secret changes within the
+/// kubelet's sync period, so a few seconds more is unnoticeable.
+const REFRESH: Duration = Duration::from_secs(2);
 const ALLOW_HEADERS: &str = "Content-Type, X-Namespace, Authorization, Authorization-Extras";
 const X_NAMESPACE: &str = "x-namespace";
 /// A request's body is a history page's payloads; the UI and the CLI send it at once. An
@@ -61,6 +66,43 @@ pub struct CodecServer {
 }
 
 impl CodecServer {
+    /// Re-reads, every few seconds until aborted, what a mounted Secret changes under a
+    /// running codec: the tokens, and the certificate (`cert`, served, and its files). What does
+    /// not read keeps what is in force, and is logged.
+    pub async fn refresh(self: Arc<Self>, cert: Option<(Arc<ServingCert>, ServerTlsFiles)>) {
+        let mut served: Option<Vec<u8>> = None;
+        loop {
+            tokio::time::sleep(REFRESH).await;
+            match self.auth.reload_tokens() {
+                Ok(true) => tracing::info!("codec tokens reloaded"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload the codec tokens; keeping those in force")
+                }
+            }
+            let Some((serving, files)) = &cert else {
+                continue;
+            };
+            let read = (std::fs::read(&files.cert_file), std::fs::read(&files.key_file));
+            let (Ok(cert_pem), Ok(key_pem)) = read else {
+                tracing::warn!(cert = %files.cert_file.display(), "cannot read the codec certificate; keeping the one served");
+                continue;
+            };
+            let both = [cert_pem.as_slice(), key_pem.as_slice()].concat();
+            if served.as_ref() == Some(&both) {
+                continue;
+            }
+            match serving.replace(&cert_pem, &key_pem) {
+                Ok(()) if served.is_some() => tracing::info!("codec certificate reloaded"),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the codec certificate changed but cannot be used; keeping the one served")
+                }
+            }
+            served = Some(both);
+        }
+    }
+
     /// Serves `listener` until the task is aborted; with `tls`, over HTTPS.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
         crate::serve::accept(listener, tls, BOUNDS, "codec", move |request, peer| {

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
+use sha2::{Digest, Sha256};
 
 use super::render::{beside_config, proxy_config};
 use crate::config::{CodecConfig, ProxyConfig, ServerTlsFiles};
@@ -26,6 +27,7 @@ const TLS_MOUNT: &str = "/etc/claimcheck/codec-tls";
 const TOKENS_MOUNT: &str = "/etc/claimcheck/codec-tokens";
 const TOKENS_KEY: &str = "tokens";
 const CONTAINER: &str = "codec";
+const CONFIG_DIGEST: &str = "claimcheck.dev/config-sha256";
 /// The codec's in-flight budget: 64 MiB downloads held four times over, within the 512Mi
 /// memory limit the operator's defaults give it, with room for the cache.
 const CODEC_INFLIGHT_BYTES: usize = 256 << 20;
@@ -78,10 +80,13 @@ fn labels(policy: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The Deployment; `config` is its ConfigMap's data, whose digest on the pod template rolls
+/// the pods when it changes (the listener, origins and credentials' paths are read at start).
 pub fn deployment(
     policy: &str,
     spec: &PayloadStoragePolicySpec,
     codec: &CodecSpec,
+    config: &BTreeMap<String, String>,
     defaults: &Defaults,
 ) -> Deployment {
     let labels = labels(policy);
@@ -130,6 +135,7 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_DIGEST.to_owned(), digest(config))])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -165,6 +171,17 @@ pub fn service(policy: &str, codec: &CodecSpec) -> Service {
         }),
         ..Service::default()
     }
+}
+
+fn digest(config: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in config {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
 }
 
 fn port(name: &str, number: i32) -> ContainerPort {

@@ -274,15 +274,16 @@ async fn apply_codec(
         labels,
         ..ObjectMeta::default()
     };
+    let data = codec::config_map_data(&policy.spec, spec)?;
     let config_map = ConfigMap {
         metadata: owned(Some(BTreeMap::from([(
             POLICY_LABEL.to_owned(),
             policy.name_any(),
         )]))),
-        data: Some(codec::config_map_data(&policy.spec, spec)?),
+        data: Some(data.clone()),
         ..ConfigMap::default()
     };
-    let mut deployment = codec::deployment(&policy.name_any(), &policy.spec, spec, &ctx.workloads);
+    let mut deployment = codec::deployment(&policy.name_any(), &policy.spec, spec, &data, &ctx.workloads);
     deployment.metadata = owned(deployment.metadata.labels.take());
     let mut service = codec::service(&policy.name_any(), spec);
     service.metadata = owned(service.metadata.labels.take());
