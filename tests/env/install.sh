@@ -17,14 +17,7 @@ source "$env_dir/node/lib.sh"
 all_tools=(kubectl gcp-storage-emulator azurite etcd kube-apiserver minio fake-gcs-server helm crane kubeconform
     kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause)
 
-# Go: modules, build cache and GOPATH under the cache, so a rebuild reuses them.
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-export GOTOOLCHAIN=local   # build with the installed Go; never fetch another toolchain
-export CGO_ENABLED=0       # static binaries, no C toolchain needed
-# -modcacherw: the module cache is removable with rm -rf; -buildvcs=false: scratch dirs are no repos.
-export GOFLAGS="-modcacherw -buildvcs=false -trimpath"
+go_env
 # Go builds run niced: they share 2 cores with cargo.
 gonice() { nice -n 10 go "$@"; }
 

@@ -10,29 +10,14 @@ src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=image/lib.sh
 source "$src/../../image/lib.sh"
 
-# As tests/env/install.sh: Go's caches under the cache, the installed Go only, static binaries.
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-export GOFLAGS="-modcacherw -buildvcs=false -trimpath"
+go_env
 
 # build.sh and image/lib.sh are in the hash: they shape the binary and the image as much as the
 # sources do.
 hash="$(cd "$src" && cat go.mod go.sum ./*.go build.sh ../../image/lib.sh | sha256sum | cut -c1-16)"
 out="$cache/worker-go-$hash"
 
-build_binary() {
-    [[ -f "$out/.built" ]] && return 0
-    local start=$SECONDS
-    log "worker-go: building $out/worker"
-    mkdir -p "$out"
-    (cd "$src" && nice -n 10 go build -ldflags "-s -w" -o "$out/worker.tmp" .)
-    mv "$out/worker.tmp" "$out/worker"
-    touch "$out/.built"
-    log "worker-go: built in $((SECONDS - start)) s"
-}
+build_binary() { go_build_once worker-go "$src" "$out/worker"; }
 
 # crane mutate only edits images in a registry: append the layer to a registry of our own on a
 # loopback port, set entrypoint, user and platform there, and pull the result as an OCI layout.
