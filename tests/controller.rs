@@ -868,13 +868,14 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     api.replace("billing", &PostParams::default(), &without)
         .await
         .unwrap();
+    // The Service is deleted last: once it is gone, so are the others.
     eventually(
-        "the codec Deployment to go",
-        || async { deployments.get_opt(name).await.unwrap() },
+        "the codec Service to go",
+        || async { services.get_opt(name).await.unwrap() },
         Option::is_none,
     )
     .await;
-    assert!(services.get_opt(name).await.unwrap().is_none());
+    assert!(deployments.get_opt(name).await.unwrap().is_none());
     assert!(config_maps.get_opt(name).await.unwrap().is_none());
     assert!(
         config_maps
