@@ -813,13 +813,16 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let deployment = eventually(
-        "the codec Deployment",
-        || async { deployments.get_opt(name).await.unwrap() },
+    // The Service is applied last: once it is there, so are the others.
+    let service = eventually(
+        "the codec Service",
+        || async { services.get_opt(name).await.unwrap() },
         Option::is_some,
     )
     .await
     .unwrap();
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 8443);
+    let deployment = deployments.get(name).await.unwrap();
     assert_eq!(deployment.owner_references()[0].uid, billing.uid().unwrap());
     let pod = deployment.spec.unwrap().template;
     let metadata = pod.metadata.unwrap();
@@ -842,8 +845,6 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
         .filter_map(|v| v.secret?.secret_name)
         .collect();
     assert_eq!(secret_names, ["store-creds", "codec-tls", "codec-tokens"]);
-    let service = services.get(name).await.unwrap().spec.unwrap();
-    assert_eq!(service.ports.unwrap()[0].port, 8443);
 
     // The configuration reads as the codec server will read it, mounted beside its Secrets.
     let data = config_maps.get(name).await.unwrap().data.unwrap();
