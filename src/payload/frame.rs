@@ -1,11 +1,9 @@
 //! gRPC length-prefixed messages and per-message compression.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use flate2::Compression;
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -19,15 +17,8 @@ pub enum FrameError {
     TooLarge { limit: usize },
 }
 
-/// One unary gRPC message, decompressed.
-#[derive(Debug)]
-pub struct Message {
-    pub bytes: Bytes,
-    pub was_compressed: bool,
-}
-
-/// Reads the single message of a unary body; `encoding` is the `grpc-encoding` header.
-pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Message, FrameError> {
+/// The single message of a unary body, decompressed; `encoding` is the `grpc-encoding` header.
+pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes, FrameError> {
     if body.len() < 5 {
         return Err(FrameError::NotUnary(body.len()));
     }
@@ -37,35 +28,24 @@ pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Messa
         return Err(FrameError::NotUnary(body.len()));
     }
     let payload = body.slice(5..);
-    if !compressed {
-        return Ok(Message {
-            bytes: payload,
-            was_compressed: false,
-        });
-    }
-    match encoding {
-        Some("gzip") => Ok(Message {
-            bytes: gunzip(&payload, limit)?,
-            was_compressed: true,
-        }),
-        other => Err(FrameError::Encoding(other.unwrap_or("identity").to_owned())),
+    match (compressed, encoding) {
+        (false, _) => Ok(payload),
+        (true, Some("gzip")) => gunzip(&payload, limit),
+        (true, other) => Err(FrameError::Encoding(other.unwrap_or("identity").to_owned())),
     }
 }
 
-/// Frames a message given as chunks, gzip-compressed when `compress` is set. The chunks
-/// follow the 5-byte prefix as they are, so a large message is never copied into a frame.
-pub fn encode(chunks: Vec<Bytes>, compress: bool) -> Result<Vec<Bytes>, FrameError> {
-    let (flag, chunks) = if compress {
-        (1u8, vec![Bytes::from(gzip(&chunks)?)])
-    } else {
-        (0u8, chunks)
-    };
+/// Frames a message given as chunks, uncompressed: the chunks follow the 5-byte prefix as
+/// they are, so a large message is never copied into a frame. A rewritten answer goes back
+/// uncompressed even to a gzip client (per-message flag 0, which every gRPC client reads):
+/// on the sidecar's loopback hop, compressing 10 MiB again cost more than storing it.
+pub fn encode(chunks: Vec<Bytes>) -> Result<Vec<Bytes>, FrameError> {
     let len: usize = chunks.iter().map(Bytes::len).sum();
     let len = u32::try_from(len).map_err(|_| FrameError::TooLarge {
         limit: u32::MAX as usize,
     })?;
     let mut prefix = BytesMut::with_capacity(5);
-    prefix.put_u8(flag);
+    prefix.put_u8(0);
     prefix.put_u32(len);
     Ok(std::iter::once(prefix.freeze()).chain(chunks).collect())
 }
@@ -126,16 +106,6 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, FrameError> {
     Ok(Bytes::from(out))
 }
 
-fn gzip(chunks: &[Bytes]) -> Result<Vec<u8>, FrameError> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    for chunk in chunks {
-        encoder
-            .write_all(chunk)
-            .map_err(|e| FrameError::Gzip(e.to_string()))?;
-    }
-    encoder.finish().map_err(|e| FrameError::Gzip(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,19 +114,23 @@ mod tests {
         Bytes::from(chunks.concat())
     }
 
+    /// `message` gzip-compressed and framed with the compressed flag, as a gzip client sends it.
+    fn gzipped(message: &[u8]) -> Bytes {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, message).unwrap();
+        let mut framed = joined(encode(vec![encoder.finish().unwrap().into()]).unwrap()).to_vec();
+        framed[0] = 1;
+        Bytes::from(framed)
+    }
+
     #[test]
-    fn plain_and_gzip_round_trip() {
-        for compress in [false, true] {
-            let framed = joined(
-                encode(
-                    vec![Bytes::from_static(b"hel"), Bytes::from_static(b"lo")],
-                    compress,
-                )
-                .unwrap(),
-            );
-            let msg = decode(framed, Some("gzip"), 100).unwrap();
-            assert_eq!((&msg.bytes[..], msg.was_compressed), (&b"hello"[..], compress));
-        }
+    fn plain_and_gzip_messages_decode() {
+        let plain = joined(encode(vec![Bytes::from_static(b"hel"), Bytes::from_static(b"lo")]).unwrap());
+        assert_eq!(decode(plain, Some("gzip"), 100).unwrap(), &b"hello"[..]);
+        assert_eq!(
+            decode(gzipped(b"hello"), Some("gzip"), 100).unwrap(),
+            &b"hello"[..]
+        );
     }
 
     #[test]
@@ -166,7 +140,7 @@ mod tests {
             FrameError::NotUnary(3)
         );
         assert!(decode(Bytes::from_static(b"\0\0\0\0\x09abc"), None, 10).is_err());
-        let framed = joined(encode(vec![Bytes::from_static(b"hello")], true).unwrap());
+        let framed = gzipped(b"hello");
         assert!(matches!(
             decode(framed.clone(), Some("snappy"), 10),
             Err(FrameError::Encoding(_))
@@ -179,7 +153,7 @@ mod tests {
 
     #[test]
     fn collector_joins_chunks_and_refuses_oversized_bodies() {
-        let framed = joined(encode(vec![Bytes::from(vec![7; 100])], false).unwrap());
+        let framed = joined(encode(vec![Bytes::from(vec![7; 100])]).unwrap());
         let mut collector = Collector::default();
         for chunk in framed.chunks(7) {
             collector.push(Bytes::copy_from_slice(chunk), 1000).unwrap();

@@ -127,7 +127,7 @@ impl Proxy {
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let namespace = method
             .and_then(|m| m.namespace_field)
-            .map(|f| string_field(&msg.bytes, f))
+            .map(|f| string_field(&msg, f))
             .unwrap_or_default();
         let body = match method.and_then(|m| m.request) {
             Some(root) => {
@@ -135,10 +135,10 @@ impl Proxy {
                     namespace: namespace.clone(),
                     workflow: None,
                 };
-                match transformer.offload(root, &msg.bytes, &target).await {
-                    Ok(Some(rewritten)) => frame::encode(rewritten.into_chunks(), false)
-                        .map_err(status::internal)?
-                        .to_vec(),
+                match transformer.offload(root, &msg, &target).await {
+                    Ok(Some(rewritten)) => {
+                        frame::encode(rewritten.into_chunks()).map_err(status::internal)?
+                    }
                     Ok(None) => vec![body],
                     Err(e) => return Err(status::for_request(&e)),
                 }
@@ -150,7 +150,7 @@ impl Proxy {
         let poll = task_kind.map(|kind| UndeliveredTask {
             kind,
             headers: parts.headers.clone(),
-            poll_request: msg.bytes.clone(),
+            poll_request: msg.clone(),
             poll_response: Bytes::new(),
             namespace: namespace.clone(),
         });
@@ -193,20 +193,18 @@ impl Proxy {
         )
         .map_err(status::internal)?;
         let mut _rehydrated_permit = None;
-        let data = match transformer.rehydrate(root, &msg.bytes, namespace).await {
+        let data = match transformer.rehydrate(root, &msg, namespace).await {
             Ok(Some(rewritten)) => {
                 self.check_client_limit(rewritten.len())?;
                 _rehydrated_permit = Some(self.reserve(rewritten.len())?);
-                frame::encode(rewritten.into_chunks(), msg.was_compressed)
-                    .map_err(status::internal)?
-                    .to_vec()
+                frame::encode(rewritten.into_chunks()).map_err(status::internal)?
             }
             Ok(None) => vec![data],
             Err(e) => {
                 let status = status::for_response(&e);
                 if let Some(task) = poll {
                     let task = UndeliveredTask {
-                        poll_response: msg.bytes,
+                        poll_response: msg,
                         ..task
                     };
                     task::fail_on_server(&self.upstream, task, &status).await;

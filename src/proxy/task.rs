@@ -122,7 +122,7 @@ async fn call(
     // The poll's own deadline is nearly spent, and this message is not compressed.
     headers.insert("grpc-timeout", http::HeaderValue::from_static("10S"));
     headers.remove("grpc-encoding");
-    let framed = crate::payload::frame::encode(vec![Bytes::from(msg)], false).map_err(|e| e.to_string())?;
+    let framed = crate::payload::frame::encode(vec![Bytes::from(msg)]).map_err(|e| e.to_string())?;
     let framed = Bytes::from(framed.concat());
     let mut request = http::Request::post(format!("{SERVICE}{method}"))
         .body(Body::new(http_body_util::Full::new(framed)))
