@@ -82,6 +82,7 @@ fn main() {
     let settings = Settings {
         threshold_bytes: 256 << 10,
         parallelism: 8,
+        refresh_after: Duration::ZERO,
     };
     let transformer = Transformer::new(
         schema.clone(),

@@ -19,6 +19,11 @@ pub struct ProxyConfig {
     pub threshold_bytes: u64,
     /// Stores; the one with the largest `minBytes` not above a payload's size takes it.
     pub drivers: Vec<DriverConfig>,
+    /// An object this proxy wrote less than this many seconds ago is referenced again without
+    /// being written again. Writing refreshes the object's age for the bucket's expiry rule, so
+    /// this must not exceed the margin of the TTL over the longest run plus retention (the
+    /// operator sets it from the policy's TTL). 0 writes every time.
+    pub refresh_after_seconds: u64,
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
     /// Prometheus metrics, `/healthz` and `/readyz`.
@@ -215,6 +220,7 @@ impl Default for ProxyConfig {
             upstream: UpstreamConfig::default(),
             threshold_bytes: 256 * 1024,
             drivers: Vec::new(),
+            refresh_after_seconds: 0,
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),

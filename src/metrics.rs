@@ -34,6 +34,7 @@ pub struct Metrics {
     registry: Registry,
     pub offloaded_payloads: Counter,
     pub offloaded_bytes: Counter,
+    pub writes_skipped: Counter,
     pub fetched_payloads: Counter,
     pub fetched_bytes: Counter,
     pub cache_hits: Counter,
@@ -60,6 +61,7 @@ impl Metrics {
         let m = Metrics {
             offloaded_payloads: Counter::default(),
             offloaded_bytes: Counter::default(),
+            writes_skipped: Counter::default(),
             fetched_payloads: Counter::default(),
             fetched_bytes: Counter::default(),
             cache_hits: Counter::default(),
@@ -74,13 +76,18 @@ impl Metrics {
         };
         registry.register(
             "payloads_offloaded",
-            "Payloads written to the store",
+            "Payloads replaced by a reference to the store",
             m.offloaded_payloads.clone(),
         );
         registry.register(
             "bytes_offloaded",
             "Payload bytes written to the store",
             m.offloaded_bytes.clone(),
+        );
+        registry.register(
+            "store_writes_skipped",
+            "Offloaded payloads not written again: this proxy wrote the same object within refreshAfterSeconds",
+            m.writes_skipped.clone(),
         );
         registry.register(
             "payloads_fetched",

@@ -4,7 +4,7 @@
 //! probe objects are deleted afterwards. A policy is Ready only once its probe passed.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
@@ -91,6 +91,7 @@ impl Probe {
         let settings = Settings {
             threshold_bytes,
             parallelism: 2,
+            refresh_after: Duration::ZERO,
         };
         // No cache: the read-back must come from the store, not from what was just written.
         let cache = VerifiedCache::new(0, 0);

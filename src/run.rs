@@ -100,6 +100,7 @@ fn open_stores(
     let settings = Settings {
         threshold_bytes: config.threshold_bytes,
         parallelism: config.limits.parallelism,
+        refresh_after: Duration::from_secs(config.refresh_after_seconds),
     };
     let cache = VerifiedCache::new(config.cache.max_entries, config.cache.max_bytes);
     let transformer = Arc::new(Transformer::new(schema, tiers.clone(), settings, cache, metrics)?);

@@ -2,6 +2,7 @@
 //! store (the filesystem and real-server paths are covered by tests/e2e).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use claimcheck::driver::Driver;
@@ -40,6 +41,7 @@ fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
     let settings = Settings {
         threshold_bytes: threshold,
         parallelism: 4,
+        refresh_after: Duration::ZERO,
     };
     Transformer::new(
         schema.clone(),
@@ -233,35 +235,79 @@ fn a_missing_object_is_data_loss_never_a_substitute() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
-#[test]
-fn verified_payloads_are_served_from_the_cache() {
-    let schema = schema();
-    let dir = tempfile::tempdir().unwrap();
+/// A transformer on a directory store, with its metrics.
+fn on_directory(
+    schema: &Arc<Schema>,
+    dir: &std::path::Path,
+    refresh_after: Duration,
+) -> (Transformer, Arc<Metrics>) {
     let tier = Tier {
-        driver: Driver::open(
-            &format!("file://{}", dir.path().display()),
-            "",
-            &Default::default(),
-        )
-        .unwrap(),
+        driver: Driver::open(&format!("file://{}", dir.display()), "", &Default::default()).unwrap(),
         min_bytes: 0,
     };
     let metrics = Arc::new(Metrics::new());
     let settings = Settings {
         threshold_bytes: 1024,
         parallelism: 4,
+        refresh_after,
     };
     let cache = VerifiedCache::new(64, 1 << 20);
     let t = Transformer::new(schema.clone(), vec![tier], settings, cache, metrics.clone()).unwrap();
+    (t, metrics)
+}
+
+/// What a proxy stored, and what it fetched and verified, come back from its cache: the
+/// next poll after an offload does not read the object it just wrote.
+#[test]
+fn stored_and_verified_payloads_are_served_from_the_cache() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
-    let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
-    let first = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
+    let (writer, metrics) = on_directory(&schema, dir.path(), Duration::ZERO);
+    let offloaded = offload(&rt, &writer, root, &msg).unwrap().unwrap();
+    let (reader, read_metrics) = on_directory(&schema, dir.path(), Duration::ZERO);
+    let fetched = rehydrate(&rt, &reader, root, &offloaded, "default").unwrap();
     std::fs::remove_dir_all(dir.path().join("v0")).unwrap();
-    let second = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
-    assert_eq!(second, first);
-    assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
+    assert_eq!(
+        rehydrate(&rt, &writer, root, &offloaded, "default").unwrap(),
+        fetched
+    );
+    assert_eq!(
+        rehydrate(&rt, &reader, root, &offloaded, "default").unwrap(),
+        fetched
+    );
+    assert_eq!(fetched.as_deref(), Some(&msg[..]));
+    assert_eq!(
+        (metrics.cache_misses.get(), metrics.cache_hits.get()),
+        (0, 1),
+        "the writer never read"
+    );
+    assert_eq!(
+        (read_metrics.cache_misses.get(), read_metrics.cache_hits.get()),
+        (1, 1)
+    );
+}
+
+fn object_of(schema: &Schema, root: Node, offloaded: &Bytes, dir: &std::path::Path) -> std::path::PathBuf {
+    let range = rewrite::payload_ranges(schema, root, offloaded).unwrap()[0].clone();
+    let reference = Reference::from_payload(&offloaded[range]).unwrap().unwrap();
+    dir.join(&reference.claim["key"])
+}
+
+fn age(object: &std::path::Path) -> Duration {
+    std::fs::metadata(object)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap()
+}
+
+fn set_age(object: &std::path::Path, age: Duration) {
+    let file = std::fs::File::options().write(true).open(object).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age).unwrap();
 }
 
 /// Lifecycle expiry counts from an object's last write. Content addressing means a new
@@ -271,51 +317,52 @@ fn verified_payloads_are_served_from_the_cache() {
 fn an_old_object_is_refreshed_when_referenced_again() {
     let schema = schema();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    let tier = Tier {
-        driver: Driver::open(&url, "", &Default::default()).unwrap(),
-        min_bytes: 0,
-    };
-    let settings = Settings {
-        threshold_bytes: 1024,
-        parallelism: 4,
-    };
-    let cache = VerifiedCache::new(64, 1 << 20);
-    let t = Transformer::new(
-        schema.clone(),
-        vec![tier],
-        settings,
-        cache,
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
+    let (t, _) = on_directory(&schema, dir.path(), Duration::ZERO);
     let root = schema.node(HISTORY).unwrap();
     let rt = runtime();
     let msg = Bytes::from(history(&[4096]).encode_to_vec());
     let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
-    let range = rewrite::payload_ranges(&schema, root, &offloaded).unwrap()[0].clone();
-    let reference = Reference::from_payload(&offloaded[range]).unwrap().unwrap();
-    let object = dir.path().join(&reference.claim["key"]);
-    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
-    std::fs::File::options()
-        .write(true)
-        .open(&object)
-        .unwrap()
-        .set_modified(month_ago)
-        .unwrap();
+    let object = object_of(&schema, root, &offloaded, dir.path());
+    set_age(&object, Duration::from_secs(30 * 86_400));
 
     let again = offload(&rt, &t, root, &msg).unwrap().unwrap();
     assert_eq!(again, offloaded, "the same content gets the same reference");
-    let age = std::fs::metadata(&object)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .elapsed()
-        .unwrap();
     assert!(
-        age < std::time::Duration::from_secs(60),
-        "object still {age:?} old"
+        age(&object) < Duration::from_secs(60),
+        "object still {:?} old",
+        age(&object)
     );
+}
+
+/// Within refreshAfter of this proxy's own write the object is referenced as it is, and
+/// once the write is older it is written again: a reference never outlives its object.
+#[test]
+fn a_recent_write_is_not_repeated_and_an_older_one_is() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let refresh_after = Duration::from_secs(2);
+    let (t, metrics) = on_directory(&schema, dir.path(), refresh_after);
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[4096]).encode_to_vec());
+    let offloaded = offload(&rt, &t, root, &msg).unwrap().unwrap();
+    let object = object_of(&schema, root, &offloaded, dir.path());
+    // Marked old on disk, the object's own age shows whether the next offloads write it.
+    set_age(&object, Duration::from_secs(3_600));
+    assert_eq!(offload(&rt, &t, root, &msg).unwrap().unwrap(), offloaded);
+    assert!(
+        age(&object) >= Duration::from_secs(3_600),
+        "written again within refreshAfter"
+    );
+    assert_eq!(metrics.writes_skipped.get(), 1);
+
+    std::thread::sleep(refresh_after);
+    assert_eq!(offload(&rt, &t, root, &msg).unwrap().unwrap(), offloaded);
+    assert!(
+        age(&object) < Duration::from_secs(60),
+        "an older write is refreshed"
+    );
+    assert_eq!(metrics.writes_skipped.get(), 1);
 }
 
 /// Hot and cold tiers: a payload goes to the tier with the largest minBytes not above its
@@ -333,6 +380,7 @@ fn tiers_pick_by_size_and_old_references_still_resolve() {
         let settings = Settings {
             threshold_bytes: 1024,
             parallelism: 4,
+            refresh_after: Duration::ZERO,
         };
         Transformer::new(
             schema.clone(),

@@ -30,6 +30,10 @@ pub struct ProxyArgs {
     store_option: Vec<(String, String)>,
     #[arg(long)]
     threshold_bytes: Option<u64>,
+    /// An object written less than this many seconds ago is not written again
+    /// (refreshAfterSeconds); keep it within the TTL's margin over run timeout plus retention.
+    #[arg(long)]
+    refresh_after_seconds: Option<u64>,
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
     #[arg(long)]
@@ -97,6 +101,9 @@ impl ProxyArgs {
         }
         if let Some(v) = self.threshold_bytes {
             config.threshold_bytes = v;
+        }
+        if let Some(v) = self.refresh_after_seconds {
+            config.refresh_after_seconds = v;
         }
         if let Some(v) = self.metrics_listen {
             config.metrics_listen = v;

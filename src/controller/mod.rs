@@ -30,6 +30,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::inject::Defaults;
+use crate::lifecycle::Ttl;
 use crate::payload::transform::Tier;
 use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::{POLICY_LABEL, config_map_name};
@@ -179,12 +180,8 @@ async fn cleanup<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> R
 async fn apply<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
     let evaluation = evaluate(&policy.spec, &scope_of(policy, &namespace), &ctx.world).await;
-    let janitor_days = evaluation
-        .ttl
-        .as_ref()
-        .filter(|_| policy.spec.lifecycle.manage)
-        .map(|t| t.days);
-    apply_config_map(policy, &namespace, janitor_days, ctx).await?;
+    let managed_ttl = evaluation.ttl.as_ref().filter(|_| policy.spec.lifecycle.manage);
+    apply_config_map(policy, &namespace, managed_ttl, ctx).await?;
     apply_codec(policy, &namespace, ctx).await?;
     write_status(policy, &namespace, &evaluation, ctx).await?;
     ctx.telemetry
@@ -223,7 +220,7 @@ async fn announce<W: World>(policy: &PayloadStoragePolicy, evaluation: &Evaluati
 async fn apply_config_map(
     policy: &PayloadStoragePolicy,
     namespace: &str,
-    janitor_days: Option<u64>,
+    managed_ttl: Option<&Ttl>,
     ctx: &Context<impl World>,
 ) -> Result<(), Error> {
     let name = config_map_name(&policy.name_any());
@@ -235,7 +232,7 @@ async fn apply_config_map(
             labels: Some(BTreeMap::from([(POLICY_LABEL.to_owned(), policy.name_any())])),
             ..ObjectMeta::default()
         },
-        data: Some(config_map_data(&policy.spec, janitor_days)?),
+        data: Some(config_map_data(&policy.spec, managed_ttl)?),
         ..ConfigMap::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);

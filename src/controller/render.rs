@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::rules::expired_by_janitor;
 use crate::config::{ProxyConfig, TlsFiles, UpstreamConfig};
+use crate::lifecycle::Ttl;
 use crate::policy::PayloadStoragePolicySpec;
 use crate::policy::pod::{CONFIG_KEY, CREDENTIALS_MOUNT, METRICS_PORT, SIDECAR_PORT, TLS_MOUNT};
 
@@ -16,10 +18,16 @@ pub(super) fn beside_config(mount: &str) -> PathBuf {
     PathBuf::from("..").join(name)
 }
 
-/// `janitor_days`: the TTL the sidecar enforces itself on `file://` and Azure drivers,
-/// whose rules the operator does not install (set when the policy manages lifecycle and the
-/// TTL is known).
-pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) -> ProxyConfig {
+/// An hour covers a workflow's burst of hops over the same value; past it a write is cheap
+/// next to the hazard of trusting an old memory.
+const MAX_REFRESH_AFTER: Duration = Duration::from_secs(3_600);
+
+/// `managed_ttl`, set when the policy manages lifecycle and its TTL is known, is what the
+/// sidecar enforces itself on `file://` and Azure drivers (whose rules the operator does not
+/// install), and how long after its write an object is referenced without writing it again.
+pub fn proxy_config(spec: &PayloadStoragePolicySpec, managed_ttl: Option<&Ttl>) -> ProxyConfig {
+    let janitor_days = managed_ttl.map(|ttl| ttl.days);
+    let refresh_after = managed_ttl.map_or(Duration::ZERO, |ttl| ttl.margin.min(MAX_REFRESH_AFTER));
     let tls = spec.temporal.tls.as_ref().map(|tls| TlsFiles {
         ca_file: Some(beside_config(TLS_MOUNT).join("ca.crt")),
         cert_file: Some(beside_config(TLS_MOUNT).join("tls.crt")),
@@ -38,6 +46,7 @@ pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) 
             tls,
         },
         threshold_bytes: u64::try_from(spec.threshold_bytes).unwrap_or(0),
+        refresh_after_seconds: refresh_after.as_secs(),
         drivers: spec
             .drivers
             .iter()
@@ -58,9 +67,9 @@ pub fn proxy_config(spec: &PayloadStoragePolicySpec, janitor_days: Option<u64>) 
 
 pub fn config_map_data(
     spec: &PayloadStoragePolicySpec,
-    janitor_days: Option<u64>,
+    managed_ttl: Option<&Ttl>,
 ) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
-    let config = proxy_config(spec, janitor_days);
+    let config = proxy_config(spec, managed_ttl);
     Ok(BTreeMap::from([(
         CONFIG_KEY.to_owned(),
         serde_yaml::to_string(&config)?,
@@ -83,15 +92,35 @@ mod tests {
             ],
         }))
         .unwrap();
-        let days: Vec<_> = proxy_config(&spec, Some(9))
-            .drivers
-            .iter()
-            .map(|d| d.expire_after_days)
-            .collect();
+        let ttl = crate::lifecycle::effective_ttl(
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(86_400 + 600),
+            Duration::ZERO,
+            "namespace",
+        );
+        assert_eq!(ttl.days, 9);
+        let config = proxy_config(&spec, Some(&ttl));
+        let days: Vec<_> = config.drivers.iter().map(|d| d.expire_after_days).collect();
         assert_eq!(
             days,
             [Some(9), Some(9), None, None],
             "S3 and GCS have bucket rules"
+        );
+        assert_eq!(
+            config.refresh_after_seconds, 3_600,
+            "an hour of the 23h50m margin"
+        );
+        let tight = crate::lifecycle::effective_ttl(
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(2 * 86_400 - 90),
+            Duration::ZERO,
+            "namespace",
+        );
+        assert_eq!(proxy_config(&spec, Some(&tight)).refresh_after_seconds, 90);
+        assert_eq!(
+            proxy_config(&spec, None).refresh_after_seconds,
+            0,
+            "rules the operator does not know"
         );
     }
 }

@@ -13,6 +13,9 @@ pub struct Ttl {
     pub days: u64,
     /// How the days were derived, for the policy's status.
     pub derivation: String,
+    /// How much longer than run timeout plus retention an object lives: how long after its
+    /// write a new reference may still name it without writing it again.
+    pub margin: Duration,
 }
 
 /// The smallest whole number of days that covers run timeout, retention and grace and is
@@ -35,7 +38,12 @@ pub fn effective_ttl(
         human(retention),
         human(grace)
     );
-    Ttl { days, derivation }
+    let margin = Duration::from_secs(days.saturating_mul(DAY).saturating_sub(must_exceed));
+    Ttl {
+        days,
+        derivation,
+        margin,
+    }
 }
 
 fn human(d: Duration) -> String {
@@ -81,6 +89,8 @@ mod tests {
             prop_assert!(ttl.days * DAY > run + retention);
             prop_assert!(ttl.days * DAY >= run + retention + grace);
             prop_assert!((ttl.days - 1) * DAY < (run + retention + grace).max(run + retention + 1), "not a day more than needed");
+            prop_assert_eq!(run + retention + ttl.margin.as_secs(), ttl.days * DAY, "the margin is what the days leave");
+            prop_assert!(ttl.margin >= Duration::from_secs(grace));
         }
     }
 }

@@ -2,11 +2,13 @@
 //! bytes of a Temporal message. `frame` reads gRPC frames, `wire` and `schema` walk the
 //! protobuf by Temporal's descriptors, `rewrite` finds and splices payloads, `reference` is
 //! the SDKs' External Storage reference, `transform` offloads and rehydrates through the
-//! stores, `cache` keeps what was verified and `budget` bounds what is held at once.
+//! stores, `cache` keeps what was verified, `recent` what was written lately, and `budget`
+//! bounds what is held at once.
 
 pub mod budget;
 pub mod cache;
 pub mod frame;
+pub mod recent;
 pub mod reference;
 pub mod rewrite;
 pub mod schema;

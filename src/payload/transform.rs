@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::driver::{Driver, StoreError};
 use crate::metrics::{Metrics, OpLabel};
 use crate::payload::cache::{CacheKey, VerifiedCache};
+use crate::payload::recent::RecentWrites;
 use crate::payload::reference::{
     self, CLAIM_HASH_ALGORITHM, CLAIM_HASH_VALUE, Reference, ReferenceError, SHA256, Target,
 };
@@ -45,6 +46,9 @@ pub struct Settings {
     pub threshold_bytes: u64,
     /// Store or fetch operations in flight for one message.
     pub parallelism: usize,
+    /// An object this proxy wrote less than this long ago is not written again for a new
+    /// reference (see `recent`); zero writes every time.
+    pub refresh_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,7 @@ pub struct Transformer {
     tiers: Vec<Tier>,
     settings: Settings,
     cache: VerifiedCache,
+    recent: RecentWrites,
     metrics: Arc<Metrics>,
 }
 
@@ -131,6 +136,7 @@ impl Transformer {
         Ok(Transformer {
             schema,
             tiers,
+            recent: RecentWrites::new(settings.refresh_after),
             settings,
             cache,
             metrics,
@@ -243,21 +249,49 @@ impl Transformer {
         let driver = self.driver_for(size);
         let hash = hex::encode(Sha256::digest(&payload));
         let key = reference::object_key(driver.prefix(), target, &hash);
-        let started = Instant::now();
-        driver.put(&key, payload).await?;
-        self.observe("put", started);
+        let object = driver.object_name(&key);
+        self.write(driver, &key, &object, payload.clone()).await?;
         self.metrics.offloaded_payloads.inc();
         self.metrics.offloaded_bytes.inc_by(size);
-        tracing::debug!(object = %driver.object_name(&key), size, "offloaded payload");
+        tracing::debug!(%object, size, "offloaded payload");
         let reference = Reference {
             driver_name: driver.name().to_owned(),
             claim: driver.claim(&key, &hash),
             size_bytes: None,
         };
-        Ok(Replacement {
+        let replacement = Replacement {
             range,
             bytes: Bytes::from(reference.to_payload(size)?),
-        })
+        };
+        // The next poll carries this reference back: it finds the original here, not in the store.
+        let cache_key = CacheKey {
+            driver: driver.name(),
+            object,
+            sha256: hash,
+            size: Some(size),
+        };
+        self.cache.insert(cache_key, detached(payload, msg));
+        Ok(replacement)
+    }
+
+    /// Writes an object unless this proxy wrote it within `refresh_after`: a content-addressed
+    /// object's bytes cannot differ, and only its age is refreshed by writing it again.
+    async fn write(
+        &self,
+        driver: &Driver,
+        key: &str,
+        object: &str,
+        payload: Bytes,
+    ) -> Result<(), StoreError> {
+        let began = Instant::now();
+        if self.recent.fresh(object, began) {
+            self.metrics.writes_skipped.inc();
+            return Ok(());
+        }
+        driver.put(key, payload).await?;
+        self.observe("put", began);
+        self.recent.wrote(object.to_owned(), began);
+        Ok(())
     }
 
     async fn fetch_one(
@@ -320,6 +354,16 @@ impl Transformer {
             .store_seconds
             .get_or_create(&OpLabel { op })
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A payload cut from a much larger message is copied before it is cached, so that the cache
+/// does not keep the whole message alive.
+fn detached(payload: Bytes, msg: &Bytes) -> Bytes {
+    if payload.len() * 2 >= msg.len() {
+        payload
+    } else {
+        Bytes::copy_from_slice(&payload)
     }
 }
 
