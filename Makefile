@@ -63,9 +63,11 @@ e2e: build
 demo: build
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" tests/e2e/demo.py
 
-## Each figure next to its baseline, in one run (design §8 targets).
+## Each figure next to its baseline, in one run (design §8 targets), then the 10 MiB x 10
+## activities chain through the proxy against the Python SDK's in-process External Storage.
 bench: build env-install
 	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" CLAIMCHECK_BIN=$(BIN) $(CARGO) bench --locked
+	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" bench/chain.py
 
 fmt:
 	$(CARGO) fmt

@@ -277,9 +277,9 @@ class Cluster:
     env: dict[str, str]
 
     @classmethod
-    def up(cls, dir: Path) -> Cluster:
+    def up(cls, dir: Path, kinds: tuple[str, ...] = CLOUD_KINDS) -> Cluster:
         # --watch: should pytest die without tearing down, the servers still stop.
-        cls._run("up", dir, "--only", ",".join(CLOUD_KINDS), "--watch", str(os.getpid()))
+        cls._run("up", dir, "--only", ",".join(kinds), "--watch", str(os.getpid()))
         return cls(dir, read_env(dir / "env"))
 
     def down(self) -> None:

@@ -297,7 +297,20 @@ class JsonOrder:
         return {"id": order["id"], "lines": [order["line"]] * order["copies"]}
 
 
+@workflow.defn
+class Chain:
+    """The input through `hops` activities, each returning it reversed (`make bench`'s chain:
+    every hop is a large activity input and a large result)."""
+
+    @workflow.run
+    async def run(self, data: bytes, hops: int) -> bytes:
+        for _ in range(hops):
+            data = await workflow.execute_activity(reverse, data, start_to_close_timeout=TIMEOUT)
+        return data
+
+
 WORKFLOWS = [
+    Chain,
     EchoReversed,
     ActivityRoundTrip,
     SignalReceiver,
