@@ -57,6 +57,11 @@ pub struct DevServer {
 
 impl DevServer {
     pub async fn start() -> DevServer {
+        DevServer::start_with(&[]).await
+    }
+
+    /// A dev server with more `temporal server start-dev` arguments (dynamic config, say).
+    pub async fn start_with(extra: &[&str]) -> DevServer {
         let cli = std::env::var("TEMPORAL_CLI")
             .expect("TEMPORAL_CLI must name the temporal binary: run through `make test`");
         let (port, ui_port) = (free_port(), free_port());
@@ -69,8 +74,9 @@ impl DevServer {
             "--log-level",
             "error",
         ]
-        .map(str::to_owned)
-        .into_iter()
+        .iter()
+        .chain(extra)
+        .map(|a| (*a).to_owned())
         .chain([
             "--port".into(),
             port.to_string(),
