@@ -85,6 +85,8 @@ pub async fn serve(
     Server::builder()
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(16 << 20))
+        // Lets a client send a large payload in 1 MiB frames rather than HTTP/2's 16 KiB.
+        .max_frame_size(Some(1 << 20))
         .add_service(route::<WorkflowService>(&proxy))
         .add_service(route::<OperatorService>(&proxy))
         .add_service(route::<HealthService>(&proxy))
