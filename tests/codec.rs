@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use claimcheck::config::{CodecConfig, DriverConfig, ProxyConfig, ServerTlsFiles};
+use claimcheck::config::{CacheConfig, CodecConfig, DriverConfig, ProxyConfig, ServerTlsFiles};
 use claimcheck::run::{BoundCodecServer, BoundProxy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -52,11 +52,19 @@ fn loopback() -> CodecConfig {
 }
 
 async fn start(codec: CodecConfig) -> Codec {
+    start_with_cache(codec, CacheConfig::default()).await
+}
+
+/// With the cache off, every reference is read from the store, as by a replica that did not
+/// write the object (the one that did serves what it wrote from its cache).
+async fn start_with_cache(codec: CodecConfig, cache: CacheConfig) -> Codec {
     let store = tempfile::tempdir().expect("temp dir");
     let https = codec.tls.is_some();
-    let bound = BoundProxy::bind(&config(store.path(), codec))
-        .await
-        .expect("proxy binds");
+    let config = ProxyConfig {
+        cache,
+        ..config(store.path(), codec)
+    };
+    let bound = BoundProxy::bind(&config).await.expect("proxy binds");
     let scheme = if https { "https" } else { "http" };
     let url = format!("{scheme}://{}", bound.codec_addr.expect("a codec listener"));
     let metrics = format!("http://{}/metrics", bound.metrics_addr);
@@ -281,7 +289,11 @@ async fn references_outside_the_namespace_or_prefix_are_refused_and_nothing_else
 
 #[tokio::test]
 async fn a_corrupted_or_missing_object_fails_closed_naming_it() {
-    let codec = start(loopback()).await;
+    let no_cache = CacheConfig {
+        max_entries: 0,
+        max_bytes: 0,
+    };
+    let codec = start_with_cache(loopback(), no_cache).await;
     let reference = codec.offload("default", &big(4 * 1024)).await;
     let files = codec.object_files();
     assert_eq!(files.len(), 1);
