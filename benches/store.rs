@@ -171,6 +171,8 @@ fn main() {
             fetch = fetch.min(took);
         }
         let (offload_peak, fetch_peak) = (offloader.peak_rss(), fetcher.peak_rss());
+        drop((offloader, fetcher));
+        let concurrent = at_once(&cluster, server.port, dir.path(), &payload).await;
 
         println!("store: 100 MiB payload on MinIO (S3 API), best of {ROUNDS} alternating rounds");
         println!("  raw object_store put   {:>8.1} MiB/s", mib_per_s(raw_put));
@@ -180,5 +182,46 @@ fn main() {
         let x = |rss: usize| rss as f64 / SIZE as f64;
         println!("  proxy peak RSS         idle {:.0} MiB; offloading {:.0} MiB = {:.2} x payload (target <= 2.5); fetching {:.0} MiB = {:.2} x payload",
             idle as f64 / MIB as f64, offload_peak as f64 / MIB as f64, x(offload_peak), fetch_peak as f64 / MIB as f64, x(fetch_peak));
+        println!("  {AT_ONCE} offloads at once   {} stored, {} refused to retry (RESOURCE_EXHAUSTED); peak RSS {:.0} MiB against the in-flight budget of {} MiB",
+            concurrent.stored, concurrent.refused, concurrent.peak_rss as f64 / MIB as f64, INFLIGHT_BUDGET / MIB);
     });
+}
+
+const AT_ONCE: usize = 8;
+/// The proxy's default `limits.inflightBytes`.
+const INFLIGHT_BUDGET: usize = 1024 * MIB;
+
+struct AtOnce {
+    stored: usize,
+    refused: usize,
+    peak_rss: usize,
+}
+
+/// `AT_ONCE` different 100 MiB payloads started at the same moment through a fresh proxy:
+/// what it holds stays within its in-flight budget, and what does not fit is refused with
+/// a status the SDKs retry, never buffered beyond it.
+async fn at_once(cluster: &Cluster, server_port: u16, dir: &std::path::Path, payload: &Payload) -> AtOnce {
+    let proxy = Proxy::start(cluster, server_port, dir, "at-once");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = (0..AT_ONCE).map(|i| {
+        let mut payload = payload.clone();
+        payload.data[0] = i as u8; // eight objects, not one
+        let request = start_request(&format!("bench-at-once-{i}"), payload);
+        let channel = channel(proxy.port);
+        tokio::spawn(async move { unary(&channel, START, &request, &[]).await })
+    });
+    let (mut stored, mut refused) = (0, 0);
+    for call in calls.collect::<Vec<_>>() {
+        let reply = call.await.expect("joined").expect("a gRPC answer");
+        match reply.status() {
+            "0" => stored += 1,
+            "8" => refused += 1,
+            other => panic!("status {other}: {}", reply.grpc_message()),
+        }
+    }
+    AtOnce {
+        stored,
+        refused,
+        peak_rss: proxy.peak_rss(),
+    }
 }
