@@ -13,6 +13,7 @@ use claimcheck::payload::rewrite;
 use claimcheck::payload::rewrite::Spliced;
 use claimcheck::payload::schema::{Node, Schema};
 use claimcheck::payload::transform::{Settings, Tier, TransformError, Transformer};
+use futures::StreamExt;
 use proptest::prelude::*;
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, SearchAttributes};
@@ -33,24 +34,34 @@ fn schema() -> Arc<Schema> {
     Arc::new(Schema::temporal().expect("descriptor set"))
 }
 
-fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
-    let tier = Tier {
-        driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
-        min_bytes: 0,
-    };
-    let settings = Settings {
+fn settings(threshold: u64) -> Settings {
+    Settings {
         threshold_bytes: threshold,
         parallelism: 4,
         refresh_after: Duration::ZERO,
-    };
+    }
+}
+
+fn memory() -> Tier {
+    Tier {
+        driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
+        min_bytes: 0,
+    }
+}
+
+fn on_tier(schema: &Arc<Schema>, tier: Tier, threshold: u64, cache: VerifiedCache) -> Transformer {
     Transformer::new(
         schema.clone(),
         vec![tier],
-        settings,
-        VerifiedCache::new(64, 1 << 30),
+        settings(threshold),
+        cache,
         Arc::new(Metrics::new()),
     )
     .expect("one tier")
+}
+
+fn transformer(schema: &Arc<Schema>, threshold: u64) -> Transformer {
+    on_tier(schema, memory(), threshold, VerifiedCache::new(64, 1 << 30))
 }
 
 fn runtime() -> Runtime {
@@ -127,6 +138,42 @@ fn rehydrate(
     namespace: &str,
 ) -> Result<Option<Bytes>, TransformError> {
     rt.block_on(t.rehydrate(root, msg, namespace)).map(whole)
+}
+
+/// What `rehydrate_streaming` sends, collected.
+struct Streamed {
+    /// The length the answer announced.
+    len: usize,
+    bytes: Vec<u8>,
+    /// The failure that ended the stream, if one did.
+    failure: Option<TransformError>,
+}
+
+fn streamed(
+    rt: &Runtime,
+    t: &Arc<Transformer>,
+    root: Node,
+    msg: &Bytes,
+    namespace: &str,
+) -> Result<Option<Streamed>, TransformError> {
+    rt.block_on(async {
+        let Some(streaming) = t.rehydrate_streaming(root, msg, namespace).await? else {
+            return Ok(None);
+        };
+        let (mut bytes, mut failure) = (Vec::new(), None);
+        let mut chunks = streaming.chunks;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Ok(Some(Streamed {
+            len: streaming.len,
+            bytes,
+            failure,
+        }))
+    })
 }
 
 fn whole(spliced: Option<Spliced>) -> Option<Bytes> {
@@ -247,9 +294,8 @@ fn on_directory(
     };
     let metrics = Arc::new(Metrics::new());
     let settings = Settings {
-        threshold_bytes: 1024,
-        parallelism: 4,
         refresh_after,
+        ..settings(1024)
     };
     let cache = VerifiedCache::new(64, 1 << 20);
     let t = Transformer::new(schema.clone(), vec![tier], settings, cache, metrics.clone()).unwrap();
@@ -365,6 +411,67 @@ fn a_recent_write_is_not_repeated_and_an_older_one_is() {
     assert_eq!(metrics.writes_skipped.get(), 1);
 }
 
+/// A large answer streams while its objects are read: what arrives is the original message,
+/// of the length announced before the first byte; and when an object fails its check, the
+/// stream ends with the failure before the message is complete, wherever the damage is.
+#[test]
+fn a_streamed_answer_is_whole_or_ends_in_the_failure() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    let root = schema.node(HISTORY).unwrap();
+    let rt = runtime();
+    let msg = Bytes::from(history(&[3 << 20, 100, 70_000]).encode_to_vec());
+    let (writer, _) = on_directory(&schema, dir.path(), Duration::ZERO);
+    let offloaded = offload(&rt, &writer, root, &msg).unwrap().unwrap();
+    // Each read by a proxy that has not cached the objects.
+    let fresh = || Arc::new(on_directory(&schema, dir.path(), Duration::ZERO).0);
+    let elsewhere = streamed(&rt, &fresh(), root, &offloaded, "another-namespace");
+    assert!(
+        matches!(elsewhere, Err(TransformError::Denied { .. })),
+        "scope is checked before any byte is sent"
+    );
+    let t = fresh();
+    let intact = streamed(&rt, &t, root, &offloaded, "default").unwrap().unwrap();
+    assert!(intact.failure.is_none());
+    assert_eq!((intact.len, &intact.bytes[..]), (msg.len(), &msg[..]));
+
+    let object = object_of(&schema, root, &offloaded, dir.path());
+    let original = std::fs::read(&object).unwrap();
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        ("first byte flipped", |b| b[0] ^= 1),
+        ("last byte flipped", |b| *b.last_mut().unwrap() ^= 1),
+        ("cut short", |b| b.truncate(b.len() / 2)),
+    ];
+    for (damage, apply) in damages {
+        let mut bytes = original.clone();
+        apply(&mut bytes);
+        std::fs::write(&object, &bytes).unwrap();
+        let got = streamed(&rt, &fresh(), root, &offloaded, "default")
+            .unwrap()
+            .unwrap();
+        let failure = got.failure.unwrap_or_else(|| panic!("{damage}: no failure"));
+        assert!(
+            matches!(
+                failure,
+                TransformError::HashMismatch { .. } | TransformError::SizeMismatch { .. }
+            ),
+            "{damage}: {failure}"
+        );
+        assert!(
+            failure
+                .to_string()
+                .contains(&object.file_name().unwrap().to_string_lossy()[..]),
+            "{damage}: {failure}"
+        );
+        assert!(got.bytes.len() < got.len, "{damage}: the message was completed");
+        assert!(
+            got.bytes.len() < original.len(),
+            "{damage}: the payload's bytes all went out"
+        );
+    }
+}
+
 /// Hot and cold tiers: a payload goes to the tier with the largest minBytes not above its
 /// size, and what any tier wrote still resolves after the tiers are reconfigured.
 #[test]
@@ -377,15 +484,10 @@ fn tiers_pick_by_size_and_old_references_still_resolve() {
         min_bytes,
     };
     let with = |tiers: Vec<Tier>| {
-        let settings = Settings {
-            threshold_bytes: 1024,
-            parallelism: 4,
-            refresh_after: Duration::ZERO,
-        };
         Transformer::new(
             schema.clone(),
             tiers,
-            settings,
+            settings(1024),
             VerifiedCache::new(0, 0),
             Arc::new(Metrics::new()),
         )
@@ -418,14 +520,22 @@ proptest! {
     #[test]
     fn offload_then_rehydrate_is_the_identity(sizes in prop::collection::vec(0usize..6000, 0..12), threshold in 0u64..5000) {
         let schema = schema();
-        let t = transformer(&schema, threshold);
+        let tier = memory();
+        let t = on_tier(&schema, tier.clone(), threshold, VerifiedCache::new(64, 1 << 30));
         let root = schema.node(HISTORY).unwrap();
         let msg = Bytes::from(history(&sizes).encode_to_vec());
         let rt = runtime();
         let offloaded = offload(&rt, &t, root, &msg).unwrap();
         let offloaded = offloaded.unwrap_or_else(|| msg.clone());
         let back = rehydrate(&rt, &t, root, &offloaded, "default").unwrap();
-        prop_assert_eq!(back.unwrap_or(offloaded), msg);
+        prop_assert_eq!(back.unwrap_or(offloaded.clone()), msg.clone());
+        // The same objects read again, streamed: by a proxy that has not cached them.
+        let reader = Arc::new(on_tier(&schema, tier, threshold, VerifiedCache::new(0, 0)));
+        if let Some(streamed) = streamed(&rt, &reader, root, &offloaded, "default").unwrap() {
+            prop_assert!(streamed.failure.is_none());
+            prop_assert_eq!(streamed.len, msg.len());
+            prop_assert_eq!(&streamed.bytes[..], &msg[..]);
+        }
     }
 
     #[test]

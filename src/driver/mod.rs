@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
@@ -47,6 +48,13 @@ pub struct Layout {
     pub name: &'static str,
     pub bucket_claim: Option<&'static str>,
     pub key_claim: &'static str,
+}
+
+/// An object being read.
+pub struct Reading {
+    /// The size the store reports for the whole object.
+    pub size: u64,
+    pub chunks: BoxStream<'static, Result<Bytes, StoreError>>,
 }
 
 /// One configured store.
@@ -168,17 +176,28 @@ impl Driver {
         write.finish().await.map(drop)
     }
 
-    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+    /// Opens an object for reading: its size as the store reports it, before any of its body,
+    /// and the body's chunks in order as they arrive, so that a reader can check the size
+    /// first and hash while the rest is still on the wire.
+    pub async fn read(&self, key: &str) -> Result<Reading, StoreError> {
         let path = self.path(key)?;
         self.check_root(key).await?;
-        let fetched = async { self.store.get(&path).await?.bytes().await };
-        match fetched.await {
-            Ok(bytes) => Ok(bytes),
+        let result = match self.store.get(&path).await {
+            Ok(result) => result,
             Err(object_store::Error::NotFound { .. }) if !self.bucket_exists().await => {
-                Err(self.missing_bucket(key))
+                return Err(self.missing_bucket(key));
             }
-            Err(e) => Err(self.store_error(key, e)),
-        }
+            Err(e) => return Err(self.store_error(key, e)),
+        };
+        let driver = self.clone();
+        let key = key.to_owned();
+        Ok(Reading {
+            size: result.meta.size,
+            chunks: result
+                .into_stream()
+                .map_err(move |e| driver.store_error(&key, e))
+                .boxed(),
+        })
     }
 
     /// Keys this driver wrote (under its prefix) whose last write is before `cutoff`.

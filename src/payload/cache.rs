@@ -45,9 +45,14 @@ impl VerifiedCache {
         self.lock().entries.get(key).cloned()
     }
 
+    /// Whether a value of `len` bytes would be kept.
+    pub fn takes(&self, len: u64) -> bool {
+        len <= self.max_bytes as u64
+    }
+
     /// Caches bytes the caller has verified against `key`.
     pub fn insert(&self, key: CacheKey, verified: Bytes) {
-        if verified.len() > self.max_bytes {
+        if !self.takes(verified.len() as u64) {
             return;
         }
         let mut inner = self.lock();

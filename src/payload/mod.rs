@@ -2,7 +2,7 @@
 //! bytes of a Temporal message. `frame` reads gRPC frames, `wire` and `schema` walk the
 //! protobuf by Temporal's descriptors, `rewrite` finds and splices payloads, `reference` is
 //! the SDKs' External Storage reference, `transform` offloads and rehydrates through the
-//! stores, `cache` keeps what was verified, `recent` what was written lately, and `budget`
+//! stores (`streaming` while the bytes arrive), `verify` checks what comes back, `cache` keeps what was verified, `recent` what was written lately, and `budget`
 //! bounds what is held at once.
 
 pub mod budget;
@@ -12,5 +12,7 @@ pub mod recent;
 pub mod reference;
 pub mod rewrite;
 pub mod schema;
+pub mod streaming;
 pub mod transform;
+pub mod verify;
 pub mod wire;

@@ -23,6 +23,47 @@ pub struct Replacement {
     pub bytes: Bytes,
 }
 
+/// A replacement still on its way: only its length is known, which is all the enclosing
+/// length prefixes need.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub range: Range<usize>,
+    pub len: usize,
+}
+
+/// A piece of a message spliced around pending replacements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Bytes(Bytes),
+    /// The place of the pending replacement of the payload whose content began at this
+    /// offset of the original buffer.
+    Payload(usize),
+}
+
+/// What the splicer needs of a replacement.
+trait Slot {
+    fn range(&self) -> &Range<usize>;
+    fn len(&self) -> usize;
+}
+
+impl Slot for Replacement {
+    fn range(&self) -> &Range<usize> {
+        &self.range
+    }
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Slot for Pending {
+    fn range(&self) -> &Range<usize> {
+        &self.range
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Byte ranges of the content of every `Payload` reachable from `root`, in order.
 pub fn payload_ranges(schema: &Schema, root: Node, buf: &[u8]) -> Result<Vec<Range<usize>>, WireError> {
     let mut out = Vec::new();
@@ -61,14 +102,48 @@ pub fn splice(
     buf: &Bytes,
     replacements: &[Replacement],
 ) -> Result<Spliced, WireError> {
+    let (pieces, len) = splice_slots(schema, root, buf, replacements)?;
+    let chunks = pieces
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Bytes(bytes) => Ok(bytes),
+            Piece::Payload(start) => {
+                let at = replacements.partition_point(|r| r.range.start < start);
+                replacements
+                    .get(at)
+                    .map(|r| r.bytes.clone())
+                    .ok_or(WireError::Truncated)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Spliced { chunks, len })
+}
+
+/// `buf` spliced around replacements that are not here yet: the pieces in order, each
+/// pending payload's place marked, and the length of the whole once they are filled in.
+/// Same contract as [`splice`].
+pub fn splice_pending(
+    schema: &Schema,
+    root: Node,
+    buf: &Bytes,
+    pending: &[Pending],
+) -> Result<(Vec<Piece>, usize), WireError> {
+    splice_slots(schema, root, buf, pending)
+}
+
+fn splice_slots<S: Slot>(
+    schema: &Schema,
+    root: Node,
+    buf: &Bytes,
+    slots: &[S],
+) -> Result<(Vec<Piece>, usize), WireError> {
     let splicer = Splicer { schema, buf };
     let mut sizes = HashMap::new();
-    let total = splicer.size(root, 0..buf.len(), replacements, 0, &mut sizes)?;
+    let total = splicer.size(root, 0..buf.len(), slots, 0, &mut sizes)?;
     let mut out = Writer::new(buf);
-    splicer.write(root, 0..buf.len(), replacements, &sizes, &mut out)?;
-    let spliced = out.finish();
-    debug_assert_eq!(spliced.len(), total);
-    Ok(spliced)
+    splicer.write(root, 0..buf.len(), slots, &sizes, &mut out)?;
+    debug_assert_eq!(out.len, total);
+    Ok((out.finish(), total))
 }
 
 /// A rewritten message as a sequence of chunks. Runs of the original buffer and the
@@ -99,10 +174,11 @@ impl Spliced {
     }
 }
 
-/// Builds a [`Spliced`], merging adjacent runs of the original buffer into one chunk.
+/// Builds the pieces of a spliced message, merging adjacent runs of the original buffer
+/// into one chunk.
 struct Writer<'a> {
     src: &'a Bytes,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Piece>,
     run: Option<Range<usize>>,
     fresh: Vec<u8>,
     len: usize,
@@ -125,18 +201,18 @@ impl<'a> Writer<'a> {
         self.run = match self.run.take() {
             Some(run) if run.end == range.start => Some(run.start..range.end),
             Some(run) => {
-                self.chunks.push(self.src.slice(run));
+                self.chunks.push(Piece::Bytes(self.src.slice(run)));
                 Some(range)
             }
             None => Some(range),
         };
     }
 
-    fn share(&mut self, bytes: &Bytes) {
+    fn slot(&mut self, slot: &impl Slot) {
         self.flush_run();
         self.flush_fresh();
-        self.len += bytes.len();
-        self.chunks.push(bytes.clone());
+        self.len += slot.len();
+        self.chunks.push(Piece::Payload(slot.range().start));
     }
 
     fn len_header(&mut self, number: u32, len: usize) {
@@ -148,23 +224,21 @@ impl<'a> Writer<'a> {
 
     fn flush_run(&mut self) {
         if let Some(run) = self.run.take() {
-            self.chunks.push(self.src.slice(run));
+            self.chunks.push(Piece::Bytes(self.src.slice(run)));
         }
     }
 
     fn flush_fresh(&mut self) {
         if !self.fresh.is_empty() {
-            self.chunks.push(Bytes::from(std::mem::take(&mut self.fresh)));
+            self.chunks
+                .push(Piece::Bytes(Bytes::from(std::mem::take(&mut self.fresh))));
         }
     }
 
-    fn finish(mut self) -> Spliced {
+    fn finish(mut self) -> Vec<Piece> {
         self.flush_run();
         self.flush_fresh();
-        Spliced {
-            chunks: self.chunks,
-            len: self.len,
-        }
+        self.chunks
     }
 }
 
@@ -176,11 +250,11 @@ struct Splicer<'a> {
 impl Splicer<'_> {
     /// New size of the content at `range`; records it in `sizes` (keyed by the range start)
     /// for every changed message, so `write` can emit length prefixes in one pass.
-    fn size(
+    fn size<S: Slot>(
         &self,
         node: Node,
         range: Range<usize>,
-        repl: &[Replacement],
+        repl: &[S],
         depth: usize,
         sizes: &mut HashMap<usize, usize>,
     ) -> Result<usize, WireError> {
@@ -189,7 +263,7 @@ impl Splicer<'_> {
             return Ok(range.len());
         }
         if node == Node::Payload {
-            return exact(inner, &range).map(|r| r.bytes.len());
+            return exact(inner, &range).map(Slot::len);
         }
         let walker = Walker::enter(self.schema, node, self.buf, &range, depth)?;
         let mut total = 0;
@@ -208,11 +282,11 @@ impl Splicer<'_> {
         Ok(total)
     }
 
-    fn write(
+    fn write<S: Slot>(
         &self,
         node: Node,
         range: Range<usize>,
-        repl: &[Replacement],
+        repl: &[S],
         sizes: &HashMap<usize, usize>,
         out: &mut Writer<'_>,
     ) -> Result<(), WireError> {
@@ -222,7 +296,7 @@ impl Splicer<'_> {
             return Ok(());
         }
         if node == Node::Payload {
-            out.share(&exact(inner, &range)?.bytes);
+            out.slot(exact(inner, &range)?);
             return Ok(());
         }
         // `size` already walked this path, so depth was checked there.
@@ -233,7 +307,7 @@ impl Splicer<'_> {
             match walker.child(&field) {
                 Some(child) if !sub.is_empty() => {
                     let n = match child {
-                        Node::Payload => exact(sub, &field.content)?.bytes.len(),
+                        Node::Payload => exact(sub, &field.content)?.len(),
                         _ => *sizes.get(&field.content.start).ok_or(WireError::Truncated)?,
                     };
                     out.len_header(field.number, n);
@@ -247,18 +321,18 @@ impl Splicer<'_> {
 }
 
 /// The replacements that fall inside `range` (they are sorted and never straddle a field).
-fn within<'r>(repl: &'r [Replacement], range: &Range<usize>) -> &'r [Replacement] {
-    let first = repl.partition_point(|r| r.range.start < range.start);
+fn within<'r, S: Slot>(repl: &'r [S], range: &Range<usize>) -> &'r [S] {
+    let first = repl.partition_point(|r| r.range().start < range.start);
     let rest = &repl[first..];
     // Disjoint and sorted, so ends ascend too; a payload's header always lies inside the
     // field that holds it, so a range ending at `range.end` belongs to this range.
-    let count = rest.partition_point(|r| r.range.end <= range.end);
+    let count = rest.partition_point(|r| r.range().end <= range.end);
     &rest[..count]
 }
 
-fn exact<'r>(repl: &'r [Replacement], range: &Range<usize>) -> Result<&'r Replacement, WireError> {
+fn exact<'r, S: Slot>(repl: &'r [S], range: &Range<usize>) -> Result<&'r S, WireError> {
     match repl {
-        [only] if only.range == *range => Ok(only),
+        [only] if only.range() == range => Ok(only),
         // Callers pass ranges from `payload_ranges`; anything else means the buffer changed.
         _ => Err(WireError::Truncated),
     }

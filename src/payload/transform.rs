@@ -20,6 +20,7 @@ use crate::payload::reference::{
 };
 use crate::payload::rewrite::{self, Replacement, Spliced};
 use crate::payload::schema::{Node, Schema};
+use crate::payload::verify::{self, Verifying};
 use crate::payload::wire::WireError;
 
 /// A driver and the smallest payload it takes: the tier with the largest `min_bytes`
@@ -75,6 +76,29 @@ pub enum TransformError {
     Denied { object: String, reason: String },
     #[error("cannot encode reference: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+/// A reference whose scope and claims were checked for one call: where its object is and
+/// what the object must be.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    tier: usize,
+    key: String,
+    /// The object's name in messages.
+    pub object: String,
+    sha256: String,
+    pub size: Option<u64>,
+}
+
+impl Checked {
+    fn cache_key(&self, driver: &Driver) -> CacheKey {
+        CacheKey {
+            driver: driver.name(),
+            object: self.object.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+        }
+    }
 }
 
 /// A reference that one of the transformer's stores owns.
@@ -167,7 +191,7 @@ impl Transformer {
         }
         let replacements: Vec<Replacement> = stream::iter(candidates)
             .map(|range| self.store_one(msg, range, target))
-            .buffered(self.settings.parallelism.max(1))
+            .buffered(self.parallelism())
             .try_collect()
             .await?;
         Ok(Some(rewrite::splice(&self.schema, root, msg, &replacements)?))
@@ -180,12 +204,7 @@ impl Transformer {
         msg: &Bytes,
         namespace: &str,
     ) -> Result<Option<Spliced>, TransformError> {
-        let mut found = Vec::new();
-        for range in rewrite::payload_ranges(&self.schema, root, msg)? {
-            if let Some(owned) = self.owned_reference(&msg[range.clone()])? {
-                found.push((range, owned));
-            }
-        }
+        let found = self.owned_references(root, msg)?;
         if found.is_empty() {
             return Ok(None);
         }
@@ -194,10 +213,30 @@ impl Transformer {
                 let bytes = self.fetch(&owned, namespace).await?;
                 Ok::<_, TransformError>(Replacement { range, bytes })
             })
-            .buffered(self.settings.parallelism.max(1))
+            .buffered(self.parallelism())
             .try_collect()
             .await?;
         Ok(Some(rewrite::splice(&self.schema, root, msg, &replacements)?))
+    }
+
+    /// The payloads of a message that are references one of these stores can resolve.
+    pub(crate) fn owned_references(
+        &self,
+        root: Node,
+        msg: &[u8],
+    ) -> Result<Vec<(Range<usize>, Owned)>, TransformError> {
+        let mut found = Vec::new();
+        for range in rewrite::payload_ranges(&self.schema, root, msg)? {
+            if let Some(owned) = self.owned_reference(&msg[range.clone()])? {
+                found.push((range, owned));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Store or fetch operations in flight for one message.
+    pub(crate) fn parallelism(&self) -> usize {
+        self.settings.parallelism.max(1)
     }
 
     /// The reference a serialized payload holds, when one of these stores wrote it.
@@ -214,12 +253,6 @@ impl Transformer {
     pub fn object_of(&self, owned: &Owned) -> String {
         let driver = &self.tiers[owned.tier].driver;
         driver.object_name(driver.key_of(&owned.reference).unwrap_or_default())
-    }
-
-    /// The original payload of a reference, verified, if it is in `namespace`'s scope.
-    pub async fn fetch(&self, owned: &Owned, namespace: &str) -> Result<Bytes, TransformError> {
-        self.fetch_one(&self.tiers[owned.tier].driver, &owned.reference, namespace)
-            .await
     }
 
     /// The reference that replaces a payload at or above the threshold, or `None` when the
@@ -294,12 +327,25 @@ impl Transformer {
         Ok(())
     }
 
-    async fn fetch_one(
-        &self,
-        driver: &Driver,
-        reference: &Reference,
-        namespace: &str,
-    ) -> Result<Bytes, TransformError> {
+    /// The original payload of a reference, verified, if it is in `namespace`'s scope.
+    pub async fn fetch(&self, owned: &Owned, namespace: &str) -> Result<Bytes, TransformError> {
+        let checked = self.check(owned, namespace)?;
+        if let Some(bytes) = self.cached(&checked) {
+            return Ok(bytes);
+        }
+        let started = Instant::now();
+        let driver = &self.tiers[checked.tier].driver;
+        let reading = driver.read(&checked.key).await?;
+        let bytes = verify::read_whole(reading, &checked.object, &checked.sha256, checked.size).await?;
+        self.fetched(&checked, bytes.len(), started);
+        self.cache.insert(checked.cache_key(driver), bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Whether `namespace` may read what a reference names, and what the object must hash to.
+    pub(crate) fn check(&self, owned: &Owned, namespace: &str) -> Result<Checked, TransformError> {
+        let driver = &self.tiers[owned.tier].driver;
+        let reference = &owned.reference;
         let key = driver.key_of(reference).unwrap_or_default();
         let object = driver.object_name(key);
         let denied = |reason: String| TransformError::Denied {
@@ -313,7 +359,7 @@ impl Transformer {
             )));
         }
         let algorithm = reference.claim.get(CLAIM_HASH_ALGORITHM).map(String::as_str);
-        let expected = match (algorithm, reference.claim.get(CLAIM_HASH_VALUE)) {
+        let sha256 = match (algorithm, reference.claim.get(CLAIM_HASH_VALUE)) {
             (Some(SHA256), Some(hash)) => hash.to_ascii_lowercase(),
             _ => {
                 return Err(denied(format!(
@@ -321,25 +367,81 @@ impl Transformer {
                 )));
             }
         };
-        let cache_key = CacheKey {
-            driver: driver.name(),
-            object: object.clone(),
-            sha256: expected.clone(),
+        Ok(Checked {
+            tier: owned.tier,
+            key: key.to_owned(),
+            object,
+            sha256,
             size: reference.size_bytes,
+        })
+    }
+
+    /// Verified bytes of a checked reference that this proxy already holds.
+    pub(crate) fn cached(&self, checked: &Checked) -> Option<Bytes> {
+        let hit = self
+            .cache
+            .get(&checked.cache_key(&self.tiers[checked.tier].driver));
+        let counter = match hit {
+            Some(_) => &self.metrics.cache_hits,
+            None => &self.metrics.cache_misses,
         };
-        if let Some(bytes) = self.cache.get(&cache_key) {
-            self.metrics.cache_hits.inc();
-            return Ok(bytes);
+        counter.inc();
+        hit
+    }
+
+    /// Reads a checked reference's object, sending its chunks in order as they arrive. The
+    /// last chunk is sent only once the whole object passed the check, so a receiver never
+    /// holds every byte of an object that fails it; a failure is sent as the last item.
+    pub(crate) async fn stream_one(
+        &self,
+        checked: &Checked,
+        send: impl Fn(Result<Bytes, TransformError>) -> bool,
+    ) {
+        if let Err(e) = self.stream_verified(checked, &send).await {
+            send(Err(e));
         }
-        self.metrics.cache_misses.inc();
+    }
+
+    async fn stream_verified(
+        &self,
+        checked: &Checked,
+        send: &impl Fn(Result<Bytes, TransformError>) -> bool,
+    ) -> Result<(), TransformError> {
         let started = Instant::now();
-        let bytes = driver.get(key).await?;
+        let driver = &self.tiers[checked.tier].driver;
+        let reading = driver.read(&checked.key).await?;
+        let mut verifying = Verifying::new(&checked.object, &checked.sha256, checked.size, reading.size)?;
+        let cacheable = self.cache.takes(reading.size);
+        let (mut kept, mut held) = (Vec::new(), None);
+        let mut chunks = reading.chunks;
+        while let Some(chunk) = chunks.try_next().await? {
+            verifying.update(&chunk)?;
+            if cacheable {
+                kept.push(chunk.clone());
+            }
+            if let Some(previous) = held.replace(chunk)
+                && !send(Ok(previous))
+            {
+                return Ok(()); // the client is gone
+            }
+        }
+        verifying.finish()?;
+        self.fetched(checked, reading.size as usize, started);
+        if let Some(last) = held {
+            send(Ok(last));
+        }
+        if cacheable {
+            self.cache
+                .insert(checked.cache_key(driver), Bytes::from(kept.concat()));
+        }
+        Ok(())
+    }
+
+    fn fetched(&self, checked: &Checked, len: usize, started: Instant) {
         self.observe("get", started);
-        verify(&object, &bytes, &expected, reference.size_bytes)?;
         self.metrics.fetched_payloads.inc();
-        self.metrics.fetched_bytes.inc_by(bytes.len() as u64);
-        self.cache.insert(cache_key, bytes.clone());
-        Ok(bytes)
+        self.metrics.fetched_bytes.inc_by(len as u64);
+        tracing::debug!(object = %checked.object, len, "fetched payload");
     }
 
     fn driver_for(&self, size: u64) -> &Driver {
@@ -365,28 +467,4 @@ fn detached(payload: Bytes, msg: &Bytes) -> Bytes {
     } else {
         Bytes::copy_from_slice(&payload)
     }
-}
-
-fn verify(
-    object: &str,
-    bytes: &[u8],
-    expected_hash: &str,
-    expected_size: Option<u64>,
-) -> Result<(), TransformError> {
-    if let Some(expected) = expected_size.filter(|s| *s != bytes.len() as u64) {
-        return Err(TransformError::SizeMismatch {
-            object: object.to_owned(),
-            expected,
-            actual: bytes.len() as u64,
-        });
-    }
-    let actual = hex::encode(Sha256::digest(bytes));
-    if actual != expected_hash {
-        return Err(TransformError::HashMismatch {
-            object: object.to_owned(),
-            expected: expected_hash.to_owned(),
-            actual,
-        });
-    }
-    Ok(())
 }

@@ -5,19 +5,18 @@
 //! references put back before it returns. Headers, trailers and status details pass
 //! through; a message with nothing to change is forwarded byte for byte.
 
+mod body;
 mod route;
 mod status;
 mod task;
 mod upstream;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceExt;
@@ -27,7 +26,7 @@ use crate::payload::budget::{Budget, Held};
 use crate::payload::frame;
 use crate::payload::reference::Target;
 use crate::payload::schema::Method;
-use crate::payload::transform::{Current, Transformer};
+use crate::payload::transform::{Current, TransformError, Transformer};
 use crate::payload::wire::{Fields, WIRE_LEN};
 use task::{TaskKind, UndeliveredTask};
 
@@ -154,7 +153,7 @@ impl Proxy {
             poll_response: Bytes::new(),
             namespace: namespace.clone(),
         });
-        let upstream_req = Request::from_parts(parts, body_of(body, None));
+        let upstream_req = Request::from_parts(parts, body::whole(body, None));
         let response = self.upstream.clone().oneshot(upstream_req).await.map_err(|e| {
             Status::unavailable(format!(
                 "Temporal frontend unreachable from the claimcheck proxy: {e}"
@@ -168,7 +167,7 @@ impl Proxy {
     /// a polled task whose payloads cannot be put back is failed on the server.
     async fn answer(
         &self,
-        transformer: &Transformer,
+        transformer: &Arc<Transformer>,
         response: Response<Body>,
         method: Option<&Method>,
         namespace: &str,
@@ -176,7 +175,7 @@ impl Proxy {
     ) -> Result<Response<Body>, Status> {
         let (mut parts, body) = response.into_parts();
         let (data, mut trailers) = self.read_body(body).await?;
-        let _response_permit = self.reserve(data.len())?;
+        let response_permit = self.reserve(data.len())?;
         // A trailers-only answer (an error) carries its status in the headers.
         rehydrate_status_details(transformer, &mut parts.headers, namespace).await?;
         if let Some(trailers) = trailers.as_mut() {
@@ -184,7 +183,7 @@ impl Proxy {
         }
         strip_hop_by_hop(&mut parts.headers);
         let Some(root) = method.and_then(|m| m.response).filter(|_| !data.is_empty()) else {
-            return Ok(Response::from_parts(parts, body_of(vec![data], trailers)));
+            return Ok(Response::from_parts(parts, body::whole(vec![data], trailers)));
         };
         let msg = frame::decode(
             data.clone(),
@@ -192,27 +191,53 @@ impl Proxy {
             self.limits.max_message_bytes,
         )
         .map_err(status::internal)?;
-        let mut _rehydrated_permit = None;
-        let data = match transformer.rehydrate(root, &msg, namespace).await {
-            Ok(Some(rewritten)) => {
-                self.check_client_limit(rewritten.len())?;
-                _rehydrated_permit = Some(self.reserve(rewritten.len())?);
-                frame::encode(rewritten.into_chunks()).map_err(status::internal)?
-            }
-            Ok(None) => vec![data],
-            Err(e) => {
-                let status = status::for_response(&e);
-                if let Some(task) = poll {
+        let streaming = match transformer.rehydrate_streaming(root, &msg, namespace).await {
+            Ok(Some(streaming)) => streaming,
+            Ok(None) => return Ok(Response::from_parts(parts, body::whole(vec![data], trailers))),
+            Err(e) => return Err(self.undelivered(&e, poll, msg).await),
+        };
+        self.check_client_limit(streaming.len)?;
+        let rehydrated_permit = self.reserve(streaming.len)?;
+        let len = u32::try_from(streaming.len).map_err(status::internal)?;
+        let upstream = self.upstream.clone();
+        let errors = self.metrics.errors.clone();
+        let fail = move |error: &TransformError| {
+            let status = status::for_response(error);
+            tracing::warn!(code = ?status.code(), message = status.message(), "answer failed while it streamed");
+            errors
+                .get_or_create(&CodeLabel {
+                    code: format!("{:?}", status.code()),
+                })
+                .inc();
+            if let Some(task) = poll {
+                let (upstream, failure) = (upstream, status.clone());
+                tokio::spawn(async move {
                     let task = UndeliveredTask {
                         poll_response: msg,
                         ..task
                     };
-                    task::fail_on_server(&self.upstream, task, &status).await;
-                }
-                return Err(status);
+                    task::fail_on_server(&upstream, task, &failure).await;
+                });
             }
+            status
         };
-        Ok(Response::from_parts(parts, body_of(data, trailers)))
+        let hold = (response_permit, rehydrated_permit);
+        let body = body::streamed(len, streaming.chunks, trailers, fail, hold);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The status of an answer whose payloads cannot be put back; a polled task is failed
+    /// on the server, so that Temporal retries it rather than wait for its timeout.
+    async fn undelivered(&self, error: &TransformError, poll: Option<UndeliveredTask>, msg: Bytes) -> Status {
+        let status = status::for_response(error);
+        if let Some(task) = poll {
+            let task = UndeliveredTask {
+                poll_response: msg,
+                ..task
+            };
+            task::fail_on_server(&self.upstream, task, &status).await;
+        }
+        status
     }
 
     async fn read_body(&self, mut body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
@@ -278,13 +303,6 @@ fn string_field(msg: &[u8], number: u32) -> String {
         .find(|f| f.number == number && f.wire_type == WIRE_LEN)
         .and_then(|f| std::str::from_utf8(&msg[f.content]).ok().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn body_of(chunks: Vec<Bytes>, trailers: Option<HeaderMap>) -> Body {
-    let data = chunks.into_iter().filter(|c| !c.is_empty()).map(Frame::data);
-    let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-        data.chain(trailers.map(Frame::trailers)).map(Ok).collect();
-    Body::new(StreamBody::new(futures::stream::iter(frames)))
 }
 
 async fn rehydrate_status_details(
