@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use claimcheck::config::{DriverConfig, ProxyConfig, TlsFiles};
 use claimcheck::payload::frame;
-use claimcheck::payload::reference::Reference;
+use claimcheck::payload::reference::{CLAIM_HASH_VALUE, Reference};
 use claimcheck::run::BoundProxy;
 use prost::Message;
+use sha2::{Digest, Sha256};
 use support::{DESCRIBE_NAMESPACE, DevServer, channel, describe_namespace, unary, unary_framed};
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
@@ -165,6 +166,44 @@ async fn error_status_and_details_pass_unchanged() {
     );
 }
 
+/// The reference the server holds for a workflow's input, read straight from the server.
+async fn stored_reference(server_port: u16, workflow_id: &str) -> Reference {
+    let stored = unary(&channel(server_port), HISTORY, &history_request(workflow_id), &[])
+        .await
+        .unwrap();
+    let stored = GetWorkflowExecutionHistoryResponse::decode(stored.message.unwrap()).unwrap();
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(attrs)) =
+        stored.history.unwrap().events[0].attributes.clone()
+    else {
+        panic!("first event is WorkflowExecutionStarted");
+    };
+    let reference = attrs.input.unwrap().payloads[0].encode_to_vec();
+    Reference::from_payload(&reference)
+        .unwrap()
+        .expect("the input is a reference")
+}
+
+/// A large request arrives in many HTTP/2 frames, and the proxy hashes its payload while
+/// they come in: the object must hold exactly the payload, under the name of its SHA-256.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_payload_is_stored_under_the_hash_of_exactly_its_bytes() {
+    let server = DevServer::start().await;
+    let proxy = start_proxy(format!("127.0.0.1:{}", server.port), None, 1024).await;
+    let request = start_request("large", random_bytes(3 << 20));
+    let payload = request.input.as_ref().unwrap().payloads[0].encode_to_vec();
+    let started = unary(&channel(proxy.port), START, &request.encode_to_vec(), &[])
+        .await
+        .unwrap();
+    assert_eq!(started.status(), "0", "{}", started.grpc_message());
+
+    let reference = stored_reference(server.port, "large").await;
+    let hash = hex::encode(Sha256::digest(&payload));
+    assert_eq!(reference.claim[CLAIM_HASH_VALUE], hash);
+    assert!(reference.claim["key"].ends_with(&hash), "{:?}", reference.claim);
+    let stored = std::fs::read(proxy.store.path().join(&reference.claim["key"])).unwrap();
+    assert!(stored == payload, "the object holds the payload's bytes");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gzip_compressed_payloads_are_offloaded_and_put_back() {
     let server = DevServer::start().await;
@@ -178,19 +217,7 @@ async fn gzip_compressed_payloads_are_offloaded_and_put_back() {
     assert_eq!(started.status(), "0", "{}", started.grpc_message());
 
     // Read straight from the server: history holds a reference, not the megabyte.
-    let stored = unary(&channel(server.port), HISTORY, &history_request("gzip"), &[])
-        .await
-        .unwrap();
-    let stored = GetWorkflowExecutionHistoryResponse::decode(stored.message.unwrap()).unwrap();
-    let Some(Attributes::WorkflowExecutionStartedEventAttributes(attrs)) =
-        stored.history.unwrap().events[0].attributes.clone()
-    else {
-        panic!("first event is WorkflowExecutionStarted");
-    };
-    let reference = attrs.input.unwrap().payloads[0].encode_to_vec();
-    let reference = Reference::from_payload(&reference)
-        .unwrap()
-        .expect("the input is a reference");
+    let reference = stored_reference(server.port, "gzip").await;
     let key = &reference.claim["key"];
     assert!(
         proxy.store.path().join(key).is_file(),
