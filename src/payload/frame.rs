@@ -40,14 +40,19 @@ pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes
 /// uncompressed even to a gzip client (per-message flag 0, which every gRPC client reads):
 /// on the sidecar's loopback hop, compressing 10 MiB again cost more than storing it.
 pub fn encode(chunks: Vec<Bytes>) -> Result<Vec<Bytes>, FrameError> {
-    let len: usize = chunks.iter().map(Bytes::len).sum();
+    let prefix = prefix(chunks.iter().map(Bytes::len).sum())?;
+    Ok(std::iter::once(prefix).chain(chunks).collect())
+}
+
+/// The 5-byte prefix of an uncompressed message of `len` bytes.
+pub fn prefix(len: usize) -> Result<Bytes, FrameError> {
     let len = u32::try_from(len).map_err(|_| FrameError::TooLarge {
         limit: u32::MAX as usize,
     })?;
     let mut prefix = BytesMut::with_capacity(5);
     prefix.put_u8(0);
     prefix.put_u32(len);
-    Ok(std::iter::once(prefix.freeze()).chain(chunks).collect())
+    Ok(prefix.freeze())
 }
 
 /// Collects a body's data chunks into one buffer sized from the gRPC length prefix, so a

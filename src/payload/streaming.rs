@@ -9,7 +9,6 @@
 //! holds a payload failing the check: it gets the failure instead.
 
 use std::collections::{HashMap, VecDeque};
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::payload::rewrite::{self, Pending, Piece};
 use crate::payload::schema::Node;
-use crate::payload::transform::{Checked, Owned, TransformError, Transformer};
+use crate::payload::transform::{Checked, TransformError, Transformer};
 use crate::payload::wire::WireError;
 
 /// A message whose payloads are being put back.
@@ -43,24 +42,21 @@ impl Transformer {
         if found.is_empty() {
             return Ok(None);
         }
-        let sized: Option<Vec<(Range<usize>, Owned, usize)>> = found
-            .into_iter()
-            .map(|(range, owned)| {
-                let size = owned.reference.size_bytes.and_then(|s| usize::try_from(s).ok())?;
-                Some((range, owned, size))
-            })
+        let sizes: Option<Vec<usize>> = found
+            .iter()
+            .map(|(_, owned)| owned.reference.size_bytes.and_then(|s| usize::try_from(s).ok()))
             .collect();
-        let Some(sized) = sized else {
-            let whole = self.rehydrate(root, msg, namespace).await?;
+        let Some(sizes) = sizes else {
+            let whole = self.rehydrate_found(root, msg, namespace, found).await?;
             return Ok(whole.map(|spliced| Streaming {
                 len: spliced.len(),
                 chunks: Box::pin(stream::iter(spliced.into_chunks().into_iter().map(Ok))),
             }));
         };
         let parallel = Arc::new(Semaphore::new(self.parallelism()));
-        let mut pending = Vec::with_capacity(sized.len());
-        let mut sources = HashMap::with_capacity(sized.len());
-        for (range, owned, len) in sized {
+        let mut pending = Vec::with_capacity(found.len());
+        let mut sources = HashMap::with_capacity(found.len());
+        for ((range, owned), len) in found.into_iter().zip(sizes) {
             let checked = self.check(&owned, namespace)?;
             let source = match self.cached(&checked) {
                 Some(bytes) => Source::Ready(bytes),

@@ -87,7 +87,7 @@ pub(crate) struct Checked {
     /// The object's name in messages.
     pub object: String,
     sha256: String,
-    pub size: Option<u64>,
+    size: Option<u64>,
 }
 
 impl Checked {
@@ -205,6 +205,17 @@ impl Transformer {
         namespace: &str,
     ) -> Result<Option<Spliced>, TransformError> {
         let found = self.owned_references(root, msg)?;
+        self.rehydrate_found(root, msg, namespace, found).await
+    }
+
+    /// Puts back the payloads `found` in `msg` (see [`Transformer::owned_references`]).
+    pub(crate) async fn rehydrate_found(
+        &self,
+        root: Node,
+        msg: &Bytes,
+        namespace: &str,
+        found: Vec<(Range<usize>, Owned)>,
+    ) -> Result<Option<Spliced>, TransformError> {
         if found.is_empty() {
             return Ok(None);
         }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use http::HeaderMap;
@@ -22,26 +22,19 @@ pub fn whole(chunks: Vec<Bytes>, trailers: Option<HeaderMap>) -> Body {
     Body::new(StreamBody::new(stream::iter(frames)))
 }
 
-/// An answer's single message of `len` bytes, sent as its chunks arrive, then the server's
+/// An answer's single message, `prefix` then its chunks as they arrive, then the server's
 /// trailers. A failure part-way ends the body with the status `fail` makes of it in place of
 /// those trailers: the client is left with an incomplete message and that status, never a
 /// complete message with a wrong payload. `hold` (budget permits) lives as long as the body.
 pub fn streamed<H: Send + 'static>(
-    len: u32,
+    prefix: Bytes,
     chunks: BoxStream<'static, Result<Bytes, TransformError>>,
     trailers: Option<HeaderMap>,
     fail: impl FnOnce(&TransformError) -> Status + Send + 'static,
     hold: H,
 ) -> Body {
-    let mut prefix = BytesMut::with_capacity(5);
-    prefix.put_u8(0);
-    prefix.put_u32(len);
     let state = Streamed {
-        chunks: Some(
-            stream::once(async move { Ok(prefix.freeze()) })
-                .chain(chunks)
-                .boxed(),
-        ),
+        chunks: Some(stream::once(async move { Ok(prefix) }).chain(chunks).boxed()),
         trailers,
         fail: Some(fail),
         _hold: hold,

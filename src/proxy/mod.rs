@@ -95,12 +95,7 @@ impl Proxy {
             Ok(response) => response,
             Err(status) => {
                 tracing::warn!(%method, code = ?status.code(), message = status.message(), "call failed in the proxy");
-                self.metrics
-                    .errors
-                    .get_or_create(&CodeLabel {
-                        code: format!("{:?}", status.code()),
-                    })
-                    .inc();
+                count_error(&self.metrics, &status);
                 status.into_http()
             }
         };
@@ -198,44 +193,28 @@ impl Proxy {
         };
         self.check_client_limit(streaming.len)?;
         let rehydrated_permit = self.reserve(streaming.len)?;
-        let len = u32::try_from(streaming.len).map_err(status::internal)?;
-        let upstream = self.upstream.clone();
-        let errors = self.metrics.errors.clone();
+        let prefix = frame::prefix(streaming.len).map_err(status::internal)?;
+        let (upstream, metrics) = (self.upstream.clone(), self.metrics.clone());
         let fail = move |error: &TransformError| {
             let status = status::for_response(error);
             tracing::warn!(code = ?status.code(), message = status.message(), "answer failed while it streamed");
-            errors
-                .get_or_create(&CodeLabel {
-                    code: format!("{:?}", status.code()),
-                })
-                .inc();
+            count_error(&metrics, &status);
             if let Some(task) = poll {
-                let (upstream, failure) = (upstream, status.clone());
-                tokio::spawn(async move {
-                    let task = UndeliveredTask {
-                        poll_response: msg,
-                        ..task
-                    };
-                    task::fail_on_server(&upstream, task, &failure).await;
-                });
+                let failure = status.clone();
+                tokio::spawn(async move { fail_task(&upstream, task, msg, &failure).await });
             }
             status
         };
         let hold = (response_permit, rehydrated_permit);
-        let body = body::streamed(len, streaming.chunks, trailers, fail, hold);
+        let body = body::streamed(prefix, streaming.chunks, trailers, fail, hold);
         Ok(Response::from_parts(parts, body))
     }
 
-    /// The status of an answer whose payloads cannot be put back; a polled task is failed
-    /// on the server, so that Temporal retries it rather than wait for its timeout.
+    /// The status of an answer whose payloads cannot be put back, its polled task failed.
     async fn undelivered(&self, error: &TransformError, poll: Option<UndeliveredTask>, msg: Bytes) -> Status {
         let status = status::for_response(error);
         if let Some(task) = poll {
-            let task = UndeliveredTask {
-                poll_response: msg,
-                ..task
-            };
-            task::fail_on_server(&self.upstream, task, &status).await;
+            fail_task(&self.upstream, task, msg, &status).await;
         }
         status
     }
@@ -284,6 +263,26 @@ impl Proxy {
             )
         })
     }
+}
+
+fn count_error(metrics: &Metrics, status: &Status) {
+    let code = format!("{:?}", status.code());
+    metrics.errors.get_or_create(&CodeLabel { code }).inc();
+}
+
+/// Fails on the server a polled task whose payloads in `poll_response` cannot be put back, so
+/// that Temporal retries it rather than wait for its timeout.
+async fn fail_task(
+    upstream: &tonic::transport::Channel,
+    task: UndeliveredTask,
+    poll_response: Bytes,
+    status: &Status,
+) {
+    let task = UndeliveredTask {
+        poll_response,
+        ..task
+    };
+    task::fail_on_server(upstream, task, status).await;
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
