@@ -1,6 +1,7 @@
-//! The command line: `claimcheck proxy | codec | controller | probe | crd | check-install`.
+//! The command line: `claimcheck proxy | codec | controller | probe | objects | crd | check-install`.
 
 mod check;
+mod objects;
 mod operator;
 mod probe;
 mod proxy;
@@ -44,6 +45,9 @@ enum Command {
     /// Prove a policy's stores with a round trip: a small payload stays inline, a large
     /// one is offloaded, both come back with the same size and SHA-256.
     Probe(probe::ProbeArgs),
+    /// List one workflow's offloaded payloads (its run-scoped objects), and delete them
+    /// with --delete.
+    Objects(objects::ObjectsArgs),
     /// Check an installation as the API server uses it (what `helm test` runs): the CRD is
     /// served, and every webhook replica answers over TLS with the configuration's CA.
     CheckInstall(check::CheckArgs),
@@ -71,6 +75,7 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Probe(args) => probe::run(args).await,
+            Command::Objects(args) => objects::run(args).await,
             Command::CheckInstall(args) => check::run(args).await,
         }
     })

@@ -59,7 +59,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
 }
 
 /// A policy manifest and its drivers, with credentials from the environment.
-fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {
+pub(super) fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let policy: PayloadStoragePolicy = serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not a PayloadStoragePolicy", file.display()))?;
@@ -73,7 +73,7 @@ fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySp
 }
 
 /// A policy in the cluster and its drivers, with credentials from its Secrets.
-async fn policy_in_cluster(
+pub(super) async fn policy_in_cluster(
     name: &str,
     namespace: Option<&str>,
 ) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {

@@ -184,7 +184,7 @@ pub async fn run_codec(args: ProxyArgs) -> anyhow::Result<()> {
     codec.serve(crate::shutdown::signal()).await
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+pub(super) fn key_value(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;

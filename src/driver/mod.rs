@@ -217,6 +217,29 @@ impl Driver {
             .collect())
     }
 
+    /// The folders directly under `scope` (a key prefix ending in `/`), as key prefixes.
+    pub async fn folders(&self, scope: &str) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.path(scope)?))
+            .await
+            .map_err(|e| self.store_error(scope, e))?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .map(|folder| format!("{folder}/"))
+            .collect())
+    }
+
+    /// Every object under `scope` (a key prefix ending in `/`).
+    pub async fn objects(&self, scope: &str) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
+        self.store
+            .list(Some(&self.path(scope)?))
+            .try_collect()
+            .await
+            .map_err(|e| self.store_error(scope, e))
+    }
+
     /// Removes an object: the probe after itself, the janitor for expired objects.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;

@@ -205,6 +205,21 @@ pub fn namespace_scope(prefix: &str, namespace: &str) -> String {
     format!("{prefix}v0/ns/{}/", segment(namespace))
 }
 
+/// The key prefix holding one folder per workflow type, each holding run-scoped objects.
+pub fn workflow_types_scope(prefix: &str, namespace: &str) -> String {
+    format!("{}wt/", namespace_scope(prefix, namespace))
+}
+
+/// The key prefix of one workflow's objects under a folder of [`workflow_types_scope`]: all
+/// its runs', or, given a run id, that run's alone.
+pub fn workflow_scope(type_folder: &str, workflow_id: &str, run_id: Option<&str>) -> String {
+    let workflow = format!("{type_folder}wi/{}/", segment(workflow_id));
+    match run_id {
+        Some(run) => format!("{workflow}ri/{}/", segment(run)),
+        None => workflow,
+    }
+}
+
 /// Percent-encodes a key segment outside S3's safe set, as the SDK drivers do;
 /// an empty value is the literal `null`.
 fn segment(value: &str) -> String {
@@ -325,5 +340,37 @@ mod tests {
             ..target
         };
         assert_eq!(object_key("", &long, "ab"), "v0/ns/billing/d/sha256/ab");
+    }
+
+    #[test]
+    fn a_workflow_scope_contains_the_keys_of_its_runs() {
+        let run = WorkflowRun {
+            workflow_type: "Order Flow".into(),
+            workflow_id: "id/1".into(),
+            run_id: "r1".into(),
+        };
+        let target = Target {
+            namespace: "billing".into(),
+            workflow: Some(run),
+        };
+        let key = object_key("p/", &target, "ab");
+        let types = workflow_types_scope("p/", "billing");
+        let type_folder = format!("{types}Order%20Flow/");
+        assert!(
+            key.starts_with(&workflow_scope(&type_folder, "id/1", None)),
+            "{key}"
+        );
+        assert!(
+            key.starts_with(&workflow_scope(&type_folder, "id/1", Some("r1"))),
+            "{key}"
+        );
+        assert!(
+            !key.starts_with(&workflow_scope(&type_folder, "id/1", Some("r2"))),
+            "{key}"
+        );
+        assert!(
+            !key.starts_with(&workflow_scope(&type_folder, "id", None)),
+            "{key}"
+        );
     }
 }

@@ -12,6 +12,8 @@ const PAYLOAD: &str = "temporal.api.common.v1.Payload";
 const ANY: &str = "google.protobuf.Any";
 const SEARCH_ATTRIBUTES: &str = "temporal.api.common.v1.SearchAttributes";
 const RPC_STATUS: &str = "google.rpc.Status";
+const WORKFLOW_EXECUTION: &str = "temporal.api.common.v1.WorkflowExecution";
+const WORKFLOW_TYPE: &str = "temporal.api.common.v1.WorkflowType";
 const PROXIED_SERVICES: [&str; 2] = [
     "temporal.api.workflowservice.v1.WorkflowService",
     "temporal.api.operatorservice.v1.OperatorService",
@@ -31,12 +33,41 @@ pub enum Node {
 }
 
 /// The request and response types of one gRPC method, by its HTTP/2 path.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Method {
     pub request: Option<Node>,
     pub response: Option<Node>,
     /// Number of the request's top-level `namespace` string field, if it has one.
     pub namespace_field: Option<u32>,
+    /// Where the request names the workflow run its payloads belong to.
+    pub run: RunFields,
+    /// Where the response hands out tasks (a poll's own answer, or tasks handed out eagerly):
+    /// the field holding each, or `None` for the answer itself.
+    pub tasks: Vec<(Option<u32>, RunFields)>,
+}
+
+/// A field one or two levels deep: `workflow_id`, or `workflow_execution.workflow_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPath {
+    pub outer: u32,
+    pub inner: Option<u32>,
+}
+
+/// Where a message names a workflow run, by the field names every Temporal message uses
+/// for them; any of them may be absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFields {
+    pub task_token: Option<u32>,
+    pub workflow_id: Option<FieldPath>,
+    pub run_id: Option<FieldPath>,
+    pub workflow_type: Option<FieldPath>,
+}
+
+impl RunFields {
+    /// A task handed to a worker: a token, and the run it belongs to.
+    fn is_task(&self) -> bool {
+        self.task_token.is_some() && self.workflow_id.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,11 +219,74 @@ fn methods(pool: &DescriptorPool, schema: &Schema) -> HashMap<String, Method> {
                     request: schema.node(input.full_name()),
                     response: schema.node(m.output().full_name()),
                     namespace_field,
+                    run: run_fields(&input),
+                    tasks: tasks(&m.output()),
                 };
                 (format!("/{}/{}", service.full_name(), m.name()), method)
             })
         })
         .collect()
+}
+
+fn run_fields(message: &MessageDescriptor) -> RunFields {
+    let execution = ["workflow_execution", "execution"]
+        .iter()
+        .find_map(|name| message_field(message, name, WORKFLOW_EXECUTION));
+    let in_execution = |name: &str| {
+        let (outer, execution) = execution.as_ref()?;
+        let inner = scalar_field(execution, name, Kind::String)?;
+        Some(FieldPath {
+            outer: *outer,
+            inner: Some(inner),
+        })
+    };
+    let top =
+        |name: &str| scalar_field(message, name, Kind::String).map(|outer| FieldPath { outer, inner: None });
+    let workflow_type = message_field(message, "workflow_type", WORKFLOW_TYPE).and_then(|(outer, t)| {
+        Some(FieldPath {
+            outer,
+            inner: Some(scalar_field(&t, "name", Kind::String)?),
+        })
+    });
+    RunFields {
+        task_token: scalar_field(message, "task_token", Kind::Bytes),
+        workflow_id: top("workflow_id").or_else(|| in_execution("workflow_id")),
+        run_id: top("run_id").or_else(|| in_execution("run_id")),
+        workflow_type,
+    }
+}
+
+/// The tasks a response hands out: itself, when it is one, and its fields that hold tasks.
+fn tasks(response: &MessageDescriptor) -> Vec<(Option<u32>, RunFields)> {
+    let own = Some(run_fields(response))
+        .filter(RunFields::is_task)
+        .map(|run| (None, run));
+    let held = response.fields().filter_map(|field| match field.kind() {
+        Kind::Message(m) => Some(run_fields(&m))
+            .filter(RunFields::is_task)
+            .map(|run| (Some(field.number()), run)),
+        _ => None,
+    });
+    own.into_iter().chain(held).collect()
+}
+
+fn scalar_field(message: &MessageDescriptor, name: &str, kind: Kind) -> Option<u32> {
+    message
+        .get_field_by_name(name)
+        .filter(|f| f.kind() == kind && !f.is_list())
+        .map(|f| f.number())
+}
+
+fn message_field(
+    message: &MessageDescriptor,
+    name: &str,
+    full_name: &str,
+) -> Option<(u32, MessageDescriptor)> {
+    let field = message.get_field_by_name(name).filter(|f| !f.is_list())?;
+    match field.kind() {
+        Kind::Message(m) if m.full_name() == full_name => Some((field.number(), m)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

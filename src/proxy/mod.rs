@@ -7,6 +7,7 @@
 
 mod body;
 mod route;
+mod runs;
 mod status;
 mod task;
 mod upstream;
@@ -58,6 +59,8 @@ pub struct Limits {
 pub struct Proxy {
     transformer: Arc<Current>,
     upstream: tonic::transport::Channel,
+    /// The runs of the tasks handed out through this proxy, by task token.
+    runs: runs::Runs,
     limits: Limits,
     /// Message bytes in flight; the codec server, when there is one, holds from it too.
     inflight: Budget,
@@ -76,6 +79,7 @@ impl Proxy {
         Proxy {
             transformer,
             upstream,
+            runs: runs::Runs::default(),
             limits,
             inflight,
             metrics,
@@ -108,7 +112,7 @@ impl Proxy {
 
     async fn forward(&self, req: Request<Body>) -> Result<Response<Body>, Status> {
         let transformer = self.transformer();
-        let method = transformer.schema().method(req.uri().path()).copied();
+        let method = transformer.schema().method(req.uri().path());
         let task_kind = TaskKind::of(req.uri().path());
         let (mut parts, body) = req.into_parts();
         let (body, _) = self.read_body(body).await?;
@@ -127,7 +131,7 @@ impl Proxy {
             Some(root) => {
                 let target = Target {
                     namespace: namespace.clone(),
-                    workflow: None,
+                    workflow: method.and_then(|m| self.runs.of_request(&m.run, &msg)),
                 };
                 match transformer.offload(root, &msg, &target).await {
                     Ok(Some(rewritten)) => {
@@ -154,7 +158,7 @@ impl Proxy {
                 "Temporal frontend unreachable from the claimcheck proxy: {e}"
             ))
         })?;
-        self.answer(&transformer, response, method.as_ref(), &namespace, poll)
+        self.answer(&transformer, response, method, &namespace, poll)
             .await
     }
 
@@ -186,6 +190,9 @@ impl Proxy {
             self.limits.max_message_bytes,
         )
         .map_err(status::internal)?;
+        if let Some(method) = method.filter(|m| !m.tasks.is_empty()) {
+            self.runs.remember(&method.tasks, &msg);
+        }
         let streaming = match transformer.rehydrate_streaming(root, &msg, namespace).await {
             Ok(Some(streaming)) => streaming,
             Ok(None) => return Ok(Response::from_parts(parts, body::whole(vec![data], trailers))),
