@@ -78,6 +78,7 @@ fn main() {
     let tier = Tier {
         driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
         min_bytes: 0,
+        accept_unscoped_keys: false,
     };
     let settings = Settings {
         threshold_bytes: 256 << 10,

@@ -178,6 +178,11 @@ pub struct DriverConfig {
     /// under this driver's prefix once it is this many days old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after_days: Option<u64>,
+    /// Accept references to `v0/d/sha256/{hex}`, the key the SDKs write for payloads of no
+    /// namespace (Nexus results, a codec server's /encode). Off by default: any namespace that
+    /// knows an object's hash could read it. Turn it on for a store that serves one namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_unscoped_keys: bool,
 }
 
 /// Never the options' values: they hold the mounted credentials.

@@ -37,6 +37,7 @@ fn config(store: &Path, codec: CodecConfig) -> ProxyConfig {
             options: Default::default(),
             credentials_dir: None,
             expire_after_days: None,
+            accept_unscoped_keys: false,
         }],
         codec: Some(codec),
         ..ProxyConfig::default()

@@ -51,6 +51,7 @@ async fn start_proxy(upstream: String, tls: Option<TlsFiles>, threshold_bytes: u
             options: Default::default(),
             credentials_dir: None,
             expire_after_days: None,
+            accept_unscoped_keys: false,
         }],
         ..ProxyConfig::default()
     };

@@ -46,6 +46,7 @@ fn memory() -> Tier {
     Tier {
         driver: Driver::open("memory://", "", &Default::default()).expect("memory store"),
         min_bytes: 0,
+        accept_unscoped_keys: false,
     }
 }
 
@@ -291,6 +292,7 @@ fn on_directory(
     let tier = Tier {
         driver: Driver::open(&format!("file://{}", dir.display()), "", &Default::default()).unwrap(),
         min_bytes: 0,
+        accept_unscoped_keys: false,
     };
     let metrics = Arc::new(Metrics::new());
     let settings = Settings {
@@ -482,6 +484,7 @@ fn tiers_pick_by_size_and_old_references_still_resolve() {
     let tier = |prefix: &str, min_bytes: u64| Tier {
         driver: Driver::open(&url, prefix, &Default::default()).unwrap(),
         min_bytes,
+        accept_unscoped_keys: false,
     };
     let with = |tiers: Vec<Tier>| {
         Transformer::new(

@@ -131,6 +131,7 @@ async fn tiers(args: &ObjectsArgs) -> anyhow::Result<(Vec<Tier>, Option<String>)
                 options: args.store_option.iter().cloned().collect(),
                 credentials_dir: None,
                 expire_after_days: None,
+                accept_unscoped_keys: false,
             };
             return Ok((vec![Tier::open(&config)?], None));
         }

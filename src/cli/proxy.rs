@@ -28,6 +28,10 @@ pub struct ProxyArgs {
     /// Option of --store, as KEY=VALUE (endpoint, region, ...); repeatable.
     #[arg(long, value_parser = key_value)]
     store_option: Vec<(String, String)>,
+    /// Let --store accept references to `v0/d/sha256/{hex}` (no namespace segment): only for a
+    /// store that serves one namespace.
+    #[arg(long, requires = "store")]
+    accept_unscoped_keys: bool,
     #[arg(long)]
     threshold_bytes: Option<u64>,
     /// An object written less than this many seconds ago is not written again
@@ -97,6 +101,7 @@ impl ProxyArgs {
                 options,
                 credentials_dir: None,
                 expire_after_days: None,
+                accept_unscoped_keys: self.accept_unscoped_keys,
             }];
         }
         if let Some(v) = self.threshold_bytes {

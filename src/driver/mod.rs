@@ -47,7 +47,10 @@ pub enum StoreError {
 pub struct Layout {
     pub name: &'static str,
     pub bucket_claim: Option<&'static str>,
+    /// The claim key naming the object, as written; the SDKs' other spellings of it are read
+    /// too (docs/interop.md), the first one present winning.
     pub key_claim: &'static str,
+    pub key_aliases: &'static [&'static str],
 }
 
 /// An object being read.
@@ -125,7 +128,10 @@ impl Driver {
 
     /// The object key a reference names, if it is in this driver's claim layout.
     pub fn key_of<'r>(&self, reference: &'r Reference) -> Option<&'r str> {
-        reference.claim.get(self.layout.key_claim).map(String::as_str)
+        std::iter::once(self.layout.key_claim)
+            .chain(self.layout.key_aliases.iter().copied())
+            .find_map(|name| reference.claim.get(name))
+            .map(String::as_str)
     }
 
     /// Whether this driver can fetch `reference`: same driver name, same bucket, and a key
@@ -340,6 +346,29 @@ fn error_code(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gcs_reference_names_its_object_in_any_sdk_spelling() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let driver = Driver::new(
+            GCS,
+            Some("b".into()),
+            String::new(),
+            "gs://b/".into(),
+            None,
+            store,
+        );
+        // Python writes object_name, Go key, TypeScript object.
+        for claim in ["object_name", "key", "object"] {
+            let reference = Reference {
+                driver_name: "gcp.gcsdriver".into(),
+                claim: BTreeMap::from([("bucket".into(), "b".into()), (claim.into(), "v0/k".into())]),
+                size_bytes: None,
+            };
+            assert_eq!(driver.key_of(&reference), Some("v0/k"), "{claim}");
+            assert!(driver.owns(&reference), "{claim}");
+        }
+    }
 
     #[test]
     fn query_strings_are_redacted() {

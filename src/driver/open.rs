@@ -26,26 +26,32 @@ pub const S3: Layout = Layout {
     name: "aws.s3driver",
     bucket_claim: Some("bucket"),
     key_claim: "key",
+    key_aliases: &[],
 };
 pub const GCS: Layout = Layout {
     name: "gcp.gcsdriver",
     bucket_claim: Some("bucket"),
     key_claim: "object_name",
+    // The Go SDK's GCS driver writes `key`, the TypeScript SDK's `object`.
+    key_aliases: &["key", "object"],
 };
 pub const AZURE: Layout = Layout {
     name: "claimcheck.azureblob",
     bucket_claim: Some("container"),
     key_claim: "key",
+    key_aliases: &[],
 };
 pub const FILE: Layout = Layout {
     name: "claimcheck.file",
     bucket_claim: None,
     key_claim: "key",
+    key_aliases: &[],
 };
 pub const MEMORY: Layout = Layout {
     name: "claimcheck.memory",
     bucket_claim: None,
     key_claim: "key",
+    key_aliases: &[],
 };
 
 impl Driver {

@@ -32,6 +32,9 @@ const EXTERNAL_SIZE: u32 = 1;
 pub const CLAIM_HASH_ALGORITHM: &str = "hash_algorithm";
 pub const CLAIM_HASH_VALUE: &str = "hash_value";
 pub const SHA256: &str = "sha256";
+/// The TypeScript SDK's spelling of the same claims.
+const CLAIM_HASH_ALGORITHM_CAMEL: &str = "hashAlgorithm";
+const CLAIM_HASH_VALUE_CAMEL: &str = "hashValue";
 
 /// A decoded reference: which driver stored the payload and how to find it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,14 @@ impl Reference {
         wire::put_len_header(&mut out, PAYLOAD_EXTERNAL, details.len());
         out.extend_from_slice(&details);
         Ok(out)
+    }
+
+    /// The claim's SHA-256, lower-cased, if it carries one, in either SDK spelling.
+    pub fn sha256(&self) -> Option<String> {
+        let claim = |names: [&str; 2]| names.iter().find_map(|name| self.claim.get(*name));
+        let algorithm = claim([CLAIM_HASH_ALGORITHM, CLAIM_HASH_ALGORITHM_CAMEL])?;
+        let value = claim([CLAIM_HASH_VALUE, CLAIM_HASH_VALUE_CAMEL])?;
+        (algorithm.eq_ignore_ascii_case(SHA256)).then(|| value.to_ascii_lowercase())
     }
 
     /// Reads the reference held by a serialized `Payload`, or `None` if it is an ordinary payload.
@@ -205,6 +216,12 @@ pub fn namespace_scope(prefix: &str, namespace: &str) -> String {
     format!("{prefix}v0/ns/{}/", segment(namespace))
 }
 
+/// The key the SDKs write when they store a payload for no namespace (a Nexus result, a codec
+/// server's `/encode`): `{prefix}v0/d/sha256/{hex}`.
+pub fn unscoped_key(prefix: &str, sha256_hex: &str) -> String {
+    format!("{prefix}v0/d/{SHA256}/{sha256_hex}")
+}
+
 /// The key prefix holding one folder per workflow type, each holding run-scoped objects.
 pub fn workflow_types_scope(prefix: &str, namespace: &str) -> String {
     format!("{}wt/", namespace_scope(prefix, namespace))
@@ -305,6 +322,26 @@ mod tests {
             (parsed.driver_name.as_str(), parsed.claim["key"].as_str()),
             ("s3", "k2")
         );
+    }
+
+    #[test]
+    fn the_hash_claim_is_read_in_every_sdk_spelling() {
+        let with = |pairs: [(&str, &str); 2]| Reference {
+            claim: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..reference()
+        };
+        // Python, Go and Java write snake_case; TypeScript writes camelCase.
+        let snake = with([("hash_algorithm", "sha256"), ("hash_value", "AB")]);
+        let camel = with([("hashAlgorithm", "sha256"), ("hashValue", "ab")]);
+        assert_eq!(snake.sha256().as_deref(), Some("ab"));
+        assert_eq!(camel.sha256().as_deref(), Some("ab"));
+        let other = with([("hash_algorithm", "md5"), ("hash_value", "ab")]);
+        assert_eq!(other.sha256(), None, "only SHA-256 is verifiable");
+        let missing = with([("hash_algorithm", "sha256"), ("key", "k")]);
+        assert_eq!(missing.sha256(), None);
     }
 
     #[test]

@@ -29,6 +29,10 @@ use crate::payload::wire::WireError;
 pub struct Tier {
     pub driver: Driver,
     pub min_bytes: u64,
+    /// Whether references may name `{prefix}v0/d/sha256/{hex}`, the key the SDKs write for no
+    /// namespace: any namespace that knows an object's hash could read it, so only a store
+    /// (or prefix) that serves one namespace should accept them.
+    pub accept_unscoped_keys: bool,
 }
 
 impl Tier {
@@ -37,6 +41,7 @@ impl Tier {
         Ok(Tier {
             driver: Driver::open(&config.url, &config.prefix, &config.options)?,
             min_bytes: config.min_bytes,
+            accept_unscoped_keys: config.accept_unscoped_keys,
         })
     }
 }
@@ -363,21 +368,24 @@ impl Transformer {
             object: object.clone(),
             reason,
         };
+        let Some(sha256) = reference.sha256() else {
+            return Err(denied(format!(
+                "claim must carry {CLAIM_HASH_ALGORITHM}={SHA256} and {CLAIM_HASH_VALUE}"
+            )));
+        };
         let scope = reference::namespace_scope(driver.prefix(), namespace);
-        if !key.starts_with(&scope) {
+        let unscoped = reference::unscoped_key(driver.prefix(), &sha256);
+        if key == unscoped && !self.tiers[owned.tier].accept_unscoped_keys {
+            return Err(denied(
+                "key has no namespace segment, and this store does not accept such keys (acceptUnscopedKeys)"
+                    .to_owned(),
+            ));
+        }
+        if key != unscoped && !key.starts_with(&scope) {
             return Err(denied(format!(
                 "key is outside {scope}, the store prefix of namespace {namespace:?}"
             )));
         }
-        let algorithm = reference.claim.get(CLAIM_HASH_ALGORITHM).map(String::as_str);
-        let sha256 = match (algorithm, reference.claim.get(CLAIM_HASH_VALUE)) {
-            (Some(SHA256), Some(hash)) => hash.to_ascii_lowercase(),
-            _ => {
-                return Err(denied(format!(
-                    "claim must carry {CLAIM_HASH_ALGORITHM}={SHA256} and {CLAIM_HASH_VALUE}"
-                )));
-            }
-        };
         Ok(Checked {
             tier: owned.tier,
             key: key.to_owned(),

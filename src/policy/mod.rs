@@ -128,6 +128,11 @@ pub struct DriverSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32))]
     pub options: BTreeMap<String, String>,
+    /// Accept references to `v0/d/sha256/{hex}`, the key the SDKs write for payloads of no
+    /// namespace (Nexus results, a codec server's /encode). Off by default: any namespace that
+    /// knows an object's hash could read it. Turn it on for a store that serves one namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_unscoped_keys: bool,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -279,6 +284,7 @@ impl DriverSpec {
             options: self.options.clone(),
             credentials_dir: None,
             expire_after_days: None,
+            accept_unscoped_keys: self.accept_unscoped_keys,
         }
     }
 }

@@ -36,7 +36,7 @@ from failures import (
     wait_for_activity_failure,
     wait_for_task_failure,
 )
-from harness import NAMESPACE, THRESHOLD, ProxyFactory, unique, worker
+from harness import NAMESPACE, THRESHOLD, ProxyFactory, connect, unique, worker
 from stores import CLOUD_KINDS, FileStore, Store
 from workflows import blob
 
@@ -137,15 +137,33 @@ async def test_corrupted_activity_input_fails_the_activity_attempt(
 
 
 # Keys a forged reference may carry, given the store and the planted object's hash. Each
-# names a real, intact object with the right hash and size, so only the proxy's check of
-# where the key points can refuse it.
+# names a real, intact object with the right hash and size (planted there by the test), so
+# only the proxy's check of where the key points can refuse it. One per key layout the SDKs
+# write (docs/interop.md), pointed at another namespace or at none.
 FORGED_KEYS: dict[str, Callable[[FileStore, str], str]] = {
     "other-namespace": lambda store, h: f"v0/ns/{OTHER_NAMESPACE}/d/sha256/{h}",
+    "other-namespace-run-scoped": lambda store, h: (
+        f"v0/ns/{OTHER_NAMESPACE}/wt/Order/wi/order-1/ri/null/d/sha256/{h}"
+    ),
+    "other-namespace-activity-scoped": lambda store, h: (
+        f"v0/ns/{OTHER_NAMESPACE}/at/Charge/ai/1/ri/null/d/sha256/{h}"
+    ),
+    "namespace-sharing-a-prefix": lambda store, h: f"v0/ns/{NAMESPACE}x/d/sha256/{h}",
+    "no-namespace-segment": lambda store, h: f"v0/d/sha256/{h}",
     "dot-dot-into-other-namespace": lambda store, h: (
         f"v0/ns/{NAMESPACE}/../{OTHER_NAMESPACE}/d/sha256/{h}"
     ),
     "dot-dot-out-of-the-store": lambda store, h: f"../outside/{h}",
     "absolute-path": lambda store, h: str(store.root.parent / "outside" / h),
+}
+
+# Keys of this namespace, in each layout, that a reference may carry: served.
+WELL_FORMED_KEYS: dict[str, Callable[[str], str]] = {
+    "namespace-scoped": lambda h: f"v0/ns/{NAMESPACE}/d/sha256/{h}",
+    "run-scoped": lambda h: f"v0/ns/{NAMESPACE}/wt/Order%20Flow/wi/order%2F1/ri/null/d/sha256/{h}",
+    "activity-scoped": lambda h: f"v0/ns/{NAMESPACE}/at/Charge/ai/1/ri/null/d/sha256/{h}",
+    # As the TypeScript SDK writes a completion by task token.
+    "run-scoped-all-null": lambda h: f"v0/ns/{NAMESPACE}/wt/null/wi/null/ri/null/d/sha256/{h}",
 }
 
 
@@ -174,6 +192,8 @@ async def test_forged_reference_is_permission_denied(
     forged: str, planted: Planted, store: FileStore, proxy_client: Client, direct_client: Client
 ) -> None:
     key = FORGED_KEYS[forged](store, planted.hash_value)
+    if not key.startswith(("/", "..")):
+        store.write(key, planted.data)
     workflow_id = unique(forged)
     # Written straight to the server, as a compromised or buggy client could.
     await start_raw(direct_client, workflow_id, [planted.reference(store, key)])
@@ -183,15 +203,39 @@ async def test_forged_reference_is_permission_denied(
     assert key in err.message
 
 
+@pytest.mark.parametrize("layout", WELL_FORMED_KEYS)
 async def test_well_formed_reference_is_rehydrated(
-    planted: Planted, store: FileStore, proxy_client: Client, direct_client: Client
+    layout: str, planted: Planted, store: FileStore, proxy_client: Client, direct_client: Client
 ) -> None:
     """The control for the forged ones: the same object under this namespace is served."""
-    key = f"v0/ns/{NAMESPACE}/d/sha256/{planted.hash_value}"
+    key = WELL_FORMED_KEYS[layout](planted.hash_value)
+    await assert_served(planted, store, proxy_client, direct_client, key)
+
+
+async def test_a_key_without_namespace_is_served_where_the_store_accepts_it(
+    planted: Planted, store: FileStore, proxy_factory: ProxyFactory, direct_client: Client
+) -> None:
+    """`v0/d/sha256/{hex}` (an SDK's payload of no namespace) is served by a proxy whose store
+    accepts unscoped keys, and only when the key is the claim's own hash."""
+    accepting = proxy_factory(store, args=("--accept-unscoped-keys",))
+    client = await connect(accepting.address)
+    await assert_served(planted, store, client, direct_client, f"v0/d/sha256/{planted.hash_value}")
+
+    other = hashlib.sha256(b"another object").hexdigest()
+    store.write(f"v0/d/sha256/{other}", planted.data)
+    workflow_id = unique("unscoped-other-hash")
+    await start_raw(direct_client, workflow_id, [planted.reference(store, f"v0/d/sha256/{other}")])
+    err = await rpc_error(read_history(client, workflow_id))
+    assert err.status == RPCStatusCode.PERMISSION_DENIED, err
+
+
+async def assert_served(
+    planted: Planted, store: FileStore, client: Client, direct_client: Client, key: str
+) -> None:
     store.write(key, planted.data)
     workflow_id = unique("well-formed")
     await start_raw(direct_client, workflow_id, [planted.reference(store, key)])
 
-    history = await read_history(proxy_client, workflow_id)
+    history = await read_history(client, workflow_id)
     started = history.history.events[0].workflow_execution_started_event_attributes
     assert list(started.input.payloads) == [planted.original]
