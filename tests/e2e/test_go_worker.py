@@ -79,17 +79,23 @@ def go_run(go_worker_bin: Path, logs: dict[str, Path], tmp_path: Path) -> GoRun:
 def run_workflow(
     binary: Path, address: str, workflow_id: str, size: int, timeout: int, log: Path
 ) -> dict:
-    """The Go checker's verdict on one PassThrough workflow (its task queue is its id). It exits
-    0 or 1 with a JSON verdict on stdout; anything else is a crash, reported with its stderr."""
+    """The Go checker's verdict on one PassThrough workflow (its task queue is its id)."""
+    argv = [
+        str(binary), "run",
+        "-task-queue", workflow_id,
+        "-workflow-id", workflow_id,
+        "-size", str(size),
+        "-timeout", f"{timeout}s",
+    ]
+    return go_verdict(argv, address, timeout, log)
+
+
+def go_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
+    """A Go checker's verdict: it exits 0 or 1 with a JSON verdict on stdout; anything else is a
+    crash, reported with its stderr."""
     with log.open("w") as stderr:
         done = subprocess.run(
-            [
-                str(binary), "run",
-                "-task-queue", workflow_id,
-                "-workflow-id", workflow_id,
-                "-size", str(size),
-                "-timeout", f"{timeout}s",
-            ],
+            argv,
             env={**os.environ, "TEMPORAL_ADDRESS": address},
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -142,6 +148,54 @@ async def test_go_worker_through_proxy(
     assert inline == (Counter() if offloaded else CARRIERS), inline
     # One object per distinct payload: the produced bytes and their reverse.
     assert len(proxy.store.keys()) == (2 if offloaded else 0), proxy.store.keys()
+
+
+# Each core scenario of the Go SDK through the proxy, and the events that must hold references
+# (read straight from the server). A query result never reaches history: the proxy's counter
+# shows its offload.
+SCENARIOS: dict[str, Counter] = {
+    "workflow-input-and-result": Counter({"WORKFLOW_EXECUTION_STARTED": 1, "WORKFLOW_EXECUTION_COMPLETED": 1}),
+    "signal": Counter({"WORKFLOW_EXECUTION_SIGNALED": 1}),
+    "update": Counter({"WORKFLOW_EXECUTION_UPDATE_ACCEPTED": 1, "WORKFLOW_EXECUTION_UPDATE_COMPLETED": 1}),
+    "query": Counter(),
+    "child": Counter({"START_CHILD_WORKFLOW_EXECUTION_INITIATED": 1, "CHILD_WORKFLOW_EXECUTION_COMPLETED": 1}),
+    "failure-details": Counter({"ACTIVITY_TASK_FAILED": 1}),
+}
+SCENARIO_SIZE = 3 * MiB
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_go_sdk_scenario_through_proxy(
+    scenario: str,
+    go_worker_bin: Path,
+    proxy: Proxy,
+    direct_client: Client,
+    logs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    workflow_id = unique(f"go-{scenario}")
+    logs["go worker"] = tmp_path / "go-worker.log"
+    logs["go scenario"] = tmp_path / "go-scenario.log"
+    env = {"TEMPORAL_ADDRESS": proxy.address, "TEMPORAL_TASK_QUEUE": workflow_id}
+    worker = Process.start("go worker", [str(go_worker_bin), "worker"], logs["go worker"], env)
+    try:
+        verdict = go_verdict(
+            [
+                str(go_worker_bin), "scenario", "-name", scenario, "-task-queue", workflow_id,
+                "-workflow-id", workflow_id, "-size", str(SCENARIO_SIZE), "-timeout", f"{RUN_TIMEOUT}s",
+            ],
+            proxy.address, RUN_TIMEOUT, logs["go scenario"],
+        )
+        worker.check_running()
+    finally:
+        worker.stop()
+    assert verdict["ok"], verdict
+    assert verdict["got"]["Size"] == SCENARIO_SIZE, verdict
+
+    refs = await checked_run_references(direct_client, workflow_id, verdict["runId"], proxy.store)
+    assert Counter(ref.event for ref in refs) == SCENARIOS[scenario], refs
+    assert proxy.metric("claimcheck_payloads_offloaded_total") >= 1
+    assert proxy.metric("claimcheck_payloads_fetched_total") + proxy.metric("claimcheck_cache_hits_total") >= 1
 
 
 async def test_go_worker_without_proxy_never_completes(

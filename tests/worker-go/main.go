@@ -1,6 +1,7 @@
 // Command worker-go is a Temporal Go SDK worker for claimcheck's end-to-end and cluster tests,
 // and its checker: `worker` serves a workflow that passes a large payload through activities,
-// `run` starts that workflow and checks by SHA-256 that the bytes came through intact.
+// `run` starts that workflow and checks by SHA-256 that the bytes came through intact;
+// `scenario` does the same for each other place a payload travels (scenarios.go).
 //
 // Both reach Temporal at TEMPORAL_ADDRESS (in a pod: the injected claimcheck sidecar) in the
 // namespace TEMPORAL_NAMESPACE. Logs go to stderr; `run` prints its verdict as JSON on stdout.
@@ -18,6 +19,7 @@ import (
 
 const usage = `usage: worker-go worker [-task-queue Q]
        worker-go run [-task-queue Q] [-workflow-id ID] [-seed N] [-size BYTES] [-activities K] [-timeout D]
+       worker-go scenario -name NAME [-task-queue Q] [-workflow-id ID] [-seed N] [-size BYTES] [-timeout D]
 environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), TEMPORAL_TASK_QUEUE (claimcheck-go)`
 
 func main() {
@@ -32,6 +34,8 @@ func main() {
 		code = serve(os.Args[2:], logger)
 	case "run":
 		code = check(os.Args[2:], logger)
+	case "scenario":
+		code = checkScenario(os.Args[2:], logger)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		code = 2

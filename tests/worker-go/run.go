@@ -76,3 +76,54 @@ func execute(logger *slog.Logger, taskQueue, workflowID string, timeout time.Dur
 	}
 	return result, run.GetRunID(), run.Get(ctx, &result)
 }
+
+// ScenarioVerdict is what `scenario` prints: ok only if what came back is what must.
+type ScenarioVerdict struct {
+	OK         bool    `json:"ok"`
+	Scenario   string  `json:"scenario"`
+	WorkflowID string  `json:"workflowId"`
+	RunID      string  `json:"runId,omitempty"`
+	Expected   Result  `json:"expected"`
+	Got        Result  `json:"got"`
+	Seconds    float64 `json:"seconds"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// checkScenario runs one of the core payload scenarios as a client and checks it by SHA-256.
+func checkScenario(args []string, logger *slog.Logger) int {
+	flags := flag.NewFlagSet("scenario", flag.ContinueOnError)
+	taskQueue := taskQueueFlag(flags)
+	name := flags.String("name", "", "scenario: workflow-input-and-result, signal, update, query, child, failure-details")
+	workflowID := flags.String("workflow-id", fmt.Sprintf("scenario-%d", time.Now().UnixNano()), "workflow id")
+	seed := flags.Uint64("seed", 1, "seed of the pseudo-random payload")
+	size := flags.Int("size", 3<<20, "payload size in bytes")
+	timeout := flags.Duration("timeout", 2*time.Minute, "workflow execution timeout")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	run, known := scenarios[*name]
+	if !known {
+		fmt.Fprintf(os.Stderr, "unknown scenario %q\n", *name)
+		return 2
+	}
+	verdict := ScenarioVerdict{Scenario: *name, WorkflowID: *workflowID}
+	started := time.Now()
+	c, err := dial(logger)
+	if err == nil {
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout+10*time.Second)
+		defer cancel()
+		options := client.StartWorkflowOptions{ID: *workflowID, TaskQueue: *taskQueue, WorkflowExecutionTimeout: *timeout}
+		verdict.Expected, verdict.Got, verdict.RunID, err = run(ctx, c, options, *seed, *size)
+	}
+	verdict.Seconds = time.Since(started).Seconds()
+	if err != nil {
+		verdict.Error = err.Error()
+	}
+	verdict.OK = err == nil && verdict.Got == verdict.Expected
+	_ = json.NewEncoder(os.Stdout).Encode(verdict)
+	if !verdict.OK {
+		return 1
+	}
+	return 0
+}

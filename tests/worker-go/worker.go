@@ -32,6 +32,10 @@ func serve(args []string, logger *slog.Logger) int {
 	w.RegisterWorkflow(PassThrough)
 	w.RegisterActivity(Produce)
 	w.RegisterActivity(Reverse)
+	for _, wf := range []any{EchoReversed, Signalled, Updated, Queried, Parent, FailingDetails} {
+		w.RegisterWorkflow(wf)
+	}
+	w.RegisterActivity(FailWithDetails)
 	logger.Info("worker starting", "taskQueue", *taskQueue)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		logger.Error("worker failed", "error", err)
