@@ -87,12 +87,12 @@ def run_workflow(
         "-size", str(size),
         "-timeout", f"{timeout}s",
     ]
-    return go_verdict(argv, address, timeout, log)
+    return checker_verdict(argv, address, timeout, log)
 
 
-def go_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
-    """A Go checker's verdict: it exits 0 or 1 with a JSON verdict on stdout; anything else is a
-    crash, reported with its stderr."""
+def checker_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
+    """A checker's verdict (the Go or the Java one): it exits 0 or 1 with a JSON verdict on
+    stdout; anything else is a crash, reported with its stderr."""
     with log.open("w") as stderr:
         done = subprocess.run(
             argv,
@@ -107,7 +107,7 @@ def go_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
     except json.JSONDecodeError:
         verdict = None
     assert isinstance(verdict, dict) and done.returncode == (0 if verdict.get("ok") else 1), (
-        f"the Go checker exited {done.returncode}, stdout {done.stdout!r}; "
+        f"the checker exited {done.returncode}, stdout {done.stdout!r}; "
         f"its stderr ({log}) ends: {log.read_text()[-2000:]}"
     )
     return verdict
@@ -179,7 +179,7 @@ async def test_go_sdk_scenario_through_proxy(
     env = {"TEMPORAL_ADDRESS": proxy.address, "TEMPORAL_TASK_QUEUE": workflow_id}
     worker = Process.start("go worker", [str(go_worker_bin), "worker"], logs["go worker"], env)
     try:
-        verdict = go_verdict(
+        verdict = checker_verdict(
             [
                 str(go_worker_bin), "scenario", "-name", scenario, "-task-queue", workflow_id,
                 "-workflow-id", workflow_id, "-size", str(SCENARIO_SIZE), "-timeout", f"{RUN_TIMEOUT}s",

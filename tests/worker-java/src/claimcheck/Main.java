@@ -1,0 +1,93 @@
+package claimcheck;
+
+import io.temporal.client.WorkflowClient;
+import io.temporal.client.WorkflowClientOptions;
+import io.temporal.serviceclient.WorkflowServiceStubs;
+import io.temporal.serviceclient.WorkflowServiceStubsOptions;
+import io.temporal.worker.Worker;
+import io.temporal.worker.WorkerFactory;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The Java SDK worker for claimcheck's end-to-end tests, and its checker: {@code worker} serves
+ * the scenario workflows, {@code scenario -name NAME} runs one as a client and prints its verdict
+ * as one JSON line (exit 0 if ok, 1 if not). Both reach Temporal at TEMPORAL_ADDRESS in
+ * TEMPORAL_NAMESPACE; the worker polls TEMPORAL_TASK_QUEUE.
+ */
+public final class Main {
+  private Main() {}
+
+  public static void main(String[] args) throws Exception {
+    if (args.length < 1) {
+      usage();
+    }
+    Map<String, String> flags = flags(args);
+    switch (args[0]) {
+      case "worker" -> serve(env("TEMPORAL_TASK_QUEUE", "claimcheck-java"));
+      case "scenario" -> System.exit(Scenarios.check(client(), flags) ? 0 : 1);
+      default -> usage();
+    }
+  }
+
+  static WorkflowClient client() {
+    WorkflowServiceStubs service =
+        WorkflowServiceStubs.newServiceStubs(
+            WorkflowServiceStubsOptions.newBuilder()
+                .setTarget(env("TEMPORAL_ADDRESS", "localhost:7233"))
+                .build());
+    return WorkflowClient.newInstance(
+        service,
+        WorkflowClientOptions.newBuilder().setNamespace(env("TEMPORAL_NAMESPACE", "default")).build());
+  }
+
+  /** Runs the worker until SIGINT or SIGTERM, then lets tasks in flight finish. */
+  private static void serve(String taskQueue) throws InterruptedException {
+    WorkerFactory factory = WorkerFactory.newInstance(client());
+    Worker worker = factory.newWorker(taskQueue);
+    worker.registerWorkflowImplementationTypes(
+        Workflows.EchoReversedImpl.class,
+        Workflows.SignalledImpl.class,
+        Workflows.UpdatedImpl.class,
+        Workflows.QueriedImpl.class,
+        Workflows.ParentImpl.class,
+        Workflows.FailingDetailsImpl.class);
+    worker.registerActivitiesImplementations(new Workflows.FailingImpl());
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  factory.shutdown();
+                  factory.awaitTermination(20, TimeUnit.SECONDS);
+                }));
+    factory.start();
+    System.err.println("worker started, task queue " + taskQueue);
+    Thread.currentThread().join();
+  }
+
+  private static Map<String, String> flags(String[] args) {
+    Map<String, String> flags = new HashMap<>();
+    for (int i = 1; i + 1 < args.length; i += 2) {
+      flags.put(args[i].replaceFirst("^-+", ""), args[i + 1]);
+    }
+    return flags;
+  }
+
+  static String env(String name, String fallback) {
+    String value = System.getenv(name);
+    return value == null || value.isEmpty() ? fallback : value;
+  }
+
+  static Duration seconds(String value) {
+    return Duration.ofSeconds(Long.parseLong(value));
+  }
+
+  private static void usage() {
+    System.err.println(
+        "usage: worker | scenario -name NAME -task-queue Q -workflow-id ID [-seed N] [-size BYTES]"
+            + " [-timeout SECONDS]");
+    System.exit(2);
+  }
+}
