@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # health check. iproute2: the node's network namespace. util-linux: nsenter. chromium and
 # chromium-driver: the codec tests drive the Temporal Web UI in a real headless browser.
 all_packages=(buildah containerd runc containernetworking-plugins lua5.1 iproute2 util-linux
-    chromium chromium-driver)
+    chromium chromium-driver maven openjdk-17-jdk-headless)
 
 packages=("$@")
 ((${#packages[@]})) || packages=("${all_packages[@]}")
