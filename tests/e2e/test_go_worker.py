@@ -26,6 +26,7 @@ from temporalio.client import Client
 
 from claims import checked_run_references, event_name, is_reference, iter_payloads
 from harness import MiB, DevServer, Process, Proxy, unique
+from sdk_scenarios import SCENARIOS, check_scenario, checker_verdict
 
 BUILD_SH = Path(__file__).resolve().parents[1] / "worker-go" / "build.sh"
 # seconds; with empty Go caches the build took 144 s on 2 busy cores, module downloads included
@@ -90,29 +91,6 @@ def run_workflow(
     return checker_verdict(argv, address, timeout, log)
 
 
-def checker_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
-    """A checker's verdict (the Go or the Java one): it exits 0 or 1 with a JSON verdict on
-    stdout; anything else is a crash, reported with its stderr."""
-    with log.open("w") as stderr:
-        done = subprocess.run(
-            argv,
-            env={**os.environ, "TEMPORAL_ADDRESS": address},
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=timeout + 30,
-        )
-    try:
-        verdict = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        verdict = None
-    assert isinstance(verdict, dict) and done.returncode == (0 if verdict.get("ok") else 1), (
-        f"the checker exited {done.returncode}, stdout {done.stdout!r}; "
-        f"its stderr ({log}) ends: {log.read_text()[-2000:]}"
-    )
-    return verdict
-
-
 async def history(client: Client, workflow_id: str, run_id: str):
     return (await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()).events
 
@@ -150,20 +128,6 @@ async def test_go_worker_through_proxy(
     assert len(proxy.store.keys()) == (2 if offloaded else 0), proxy.store.keys()
 
 
-# Each core scenario of the Go SDK through the proxy, and the events that must hold references
-# (read straight from the server). A query result never reaches history: the proxy's counter
-# shows its offload.
-SCENARIOS: dict[str, Counter] = {
-    "workflow-input-and-result": Counter({"WORKFLOW_EXECUTION_STARTED": 1, "WORKFLOW_EXECUTION_COMPLETED": 1}),
-    "signal": Counter({"WORKFLOW_EXECUTION_SIGNALED": 1}),
-    "update": Counter({"WORKFLOW_EXECUTION_UPDATE_ACCEPTED": 1, "WORKFLOW_EXECUTION_UPDATE_COMPLETED": 1}),
-    "query": Counter(),
-    "child": Counter({"START_CHILD_WORKFLOW_EXECUTION_INITIATED": 1, "CHILD_WORKFLOW_EXECUTION_COMPLETED": 1}),
-    "failure-details": Counter({"ACTIVITY_TASK_FAILED": 1}),
-}
-SCENARIO_SIZE = 3 * MiB
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_go_sdk_scenario_through_proxy(
     scenario: str,
@@ -173,29 +137,7 @@ async def test_go_sdk_scenario_through_proxy(
     logs: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    workflow_id = unique(f"go-{scenario}")
-    logs["go worker"] = tmp_path / "go-worker.log"
-    logs["go scenario"] = tmp_path / "go-scenario.log"
-    env = {"TEMPORAL_ADDRESS": proxy.address, "TEMPORAL_TASK_QUEUE": workflow_id}
-    worker = Process.start("go worker", [str(go_worker_bin), "worker"], logs["go worker"], env)
-    try:
-        verdict = checker_verdict(
-            [
-                str(go_worker_bin), "scenario", "-name", scenario, "-task-queue", workflow_id,
-                "-workflow-id", workflow_id, "-size", str(SCENARIO_SIZE), "-timeout", f"{RUN_TIMEOUT}s",
-            ],
-            proxy.address, RUN_TIMEOUT, logs["go scenario"],
-        )
-        worker.check_running()
-    finally:
-        worker.stop()
-    assert verdict["ok"], verdict
-    assert verdict["got"]["Size"] == SCENARIO_SIZE, verdict
-
-    refs = await checked_run_references(direct_client, workflow_id, verdict["runId"], proxy.store)
-    assert Counter(ref.event for ref in refs) == SCENARIOS[scenario], refs
-    assert proxy.metric("claimcheck_payloads_offloaded_total") >= 1
-    assert proxy.metric("claimcheck_payloads_fetched_total") + proxy.metric("claimcheck_cache_hits_total") >= 1
+    await check_scenario("go", [str(go_worker_bin)], scenario, proxy, direct_client, logs, tmp_path)
 
 
 async def test_go_worker_without_proxy_never_completes(

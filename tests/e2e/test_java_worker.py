@@ -10,15 +10,13 @@ External Storage into clients or workers, and no S3 driver artifact (docs/intero
 from __future__ import annotations
 
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from claims import checked_run_references
-from harness import Process, Proxy, unique
-from test_go_worker import RUN_TIMEOUT, SCENARIO_SIZE, SCENARIOS, checker_verdict
+from harness import Proxy
+from sdk_scenarios import SCENARIOS, check_scenario
 
 BUILD_SH = Path(__file__).resolve().parents[1] / "worker-java" / "build.sh"
 # seconds; a cold Maven repository downloads the SDK and Maven's plugins
@@ -47,25 +45,4 @@ async def test_java_sdk_scenario_through_proxy(
     logs: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    workflow_id = unique(f"java-{scenario}")
-    logs["java worker"] = tmp_path / "java-worker.log"
-    logs["java scenario"] = tmp_path / "java-scenario.log"
-    env = {"TEMPORAL_ADDRESS": proxy.address, "TEMPORAL_TASK_QUEUE": workflow_id}
-    worker = Process.start("java worker", [*java_command, "worker"], logs["java worker"], env)
-    try:
-        verdict = checker_verdict(
-            [
-                *java_command, "scenario", "-name", scenario, "-task-queue", workflow_id,
-                "-workflow-id", workflow_id, "-size", str(SCENARIO_SIZE), "-timeout", str(RUN_TIMEOUT),
-            ],
-            proxy.address, RUN_TIMEOUT, logs["java scenario"],
-        )
-        worker.check_running()
-    finally:
-        worker.stop()
-    assert verdict["ok"], verdict
-    assert verdict["got"]["Size"] == SCENARIO_SIZE, verdict
-
-    refs = await checked_run_references(direct_client, workflow_id, verdict["runId"], proxy.store)
-    assert Counter(ref.event for ref in refs) == SCENARIOS[scenario], refs
-    assert proxy.metric("claimcheck_payloads_offloaded_total") >= 1
+    await check_scenario("java", java_command, scenario, proxy, direct_client, logs, tmp_path)

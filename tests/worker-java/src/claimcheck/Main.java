@@ -80,8 +80,9 @@ public final class Main {
     return value == null || value.isEmpty() ? fallback : value;
   }
 
+  /** A duration in seconds, written 60 or 60s. */
   static Duration seconds(String value) {
-    return Duration.ofSeconds(Long.parseLong(value));
+    return Duration.ofSeconds(Long.parseLong(value.replaceFirst("s$", "")));
   }
 
   private static void usage() {
