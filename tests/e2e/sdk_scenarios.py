@@ -29,13 +29,15 @@ SIZE = 3 * MiB
 TIMEOUT = 60  # seconds, the workflow's execution timeout
 
 
-def checker_verdict(argv: list[str], address: str, timeout: int, log: Path) -> dict:
+def checker_verdict(
+    argv: list[str], address: str, timeout: int, log: Path, env: dict[str, str] | None = None
+) -> dict:
     """A checker's verdict: it exits 0 or 1 with a JSON verdict on stdout; anything else is a
-    crash, reported with its stderr."""
+    crash, reported with its stderr. `env` is added to its environment."""
     with log.open("w") as stderr:
         done = subprocess.run(
             argv,
-            env={**os.environ, "TEMPORAL_ADDRESS": address},
+            env={**os.environ, **(env or {}), "TEMPORAL_ADDRESS": address},
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

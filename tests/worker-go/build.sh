@@ -14,7 +14,7 @@ go_env
 
 # build.sh and image/lib.sh are in the hash: they shape the binary and the image as much as the
 # sources do.
-hash="$(cd "$src" && cat go.mod go.sum ./*.go build.sh ../../image/lib.sh | sha256sum | cut -c1-16)"
+hash="$(cd "$src" && cat go.mod go.sum ./*.go $(find third_party -type f | sort) build.sh ../../image/lib.sh | sha256sum | cut -c1-16)"
 out="$cache/worker-go-$hash"
 
 build_binary() { go_build_once worker-go "$src" "$out/worker"; }

@@ -20,7 +20,8 @@ import (
 const usage = `usage: worker-go worker [-task-queue Q]
        worker-go run [-task-queue Q] [-workflow-id ID] [-seed N] [-size BYTES] [-activities K] [-timeout D]
        worker-go scenario -name NAME [-task-queue Q] [-workflow-id ID] [-seed N] [-size BYTES] [-timeout D]
-environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), TEMPORAL_TASK_QUEUE (claimcheck-go)`
+environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), TEMPORAL_TASK_QUEUE (claimcheck-go),
+             SDK_STORAGE_S3_BUCKET (the SDK's own S3 storage; AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)`
 
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -56,9 +57,14 @@ func taskQueueFlag(flags *flag.FlagSet) *string {
 }
 
 func dial(logger *slog.Logger) (client.Client, error) {
+	storage, err := sdkStorage()
+	if err != nil {
+		return nil, err
+	}
 	return client.Dial(client.Options{
-		HostPort:  envOr("TEMPORAL_ADDRESS", "localhost:7233"),
-		Namespace: envOr("TEMPORAL_NAMESPACE", "default"),
-		Logger:    sdklog.NewStructuredLogger(logger),
+		HostPort:        envOr("TEMPORAL_ADDRESS", "localhost:7233"),
+		Namespace:       envOr("TEMPORAL_NAMESPACE", "default"),
+		Logger:          sdklog.NewStructuredLogger(logger),
+		ExternalStorage: storage,
 	})
 }
