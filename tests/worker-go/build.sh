@@ -44,6 +44,7 @@ build_image() {
     log "worker-go: image $out/image ($(du -sh "$out/image" | cut -f1))"
 }
 
+mkdir -p "$cache"   # on a new machine the lock below is its first file
 case "${1:-}" in
     "") (flock 9 && build_binary) 9>"$cache/.lock-worker-go"; echo "$out/worker" ;;
     image) (flock 9 && build_binary && build_image) 9>"$cache/.lock-worker-go"; echo "$out/image" ;;

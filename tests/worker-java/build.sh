@@ -26,5 +26,6 @@ build() {
     log "worker-java: built in $((SECONDS - start)) s"
 }
 
+mkdir -p "$cache"   # on a new machine the lock below is its first file
 (flock 9 && build) 9>"$cache/.lock-worker-java"
 echo "$out"

@@ -60,12 +60,21 @@ final class Scenarios {
       verdict.put("got", outcome.got());
       ok = outcome.expected().equals(outcome.got());
     } catch (RuntimeException e) {
-      verdict.put("error", e.toString());
+      verdict.put("error", describe(e));
     }
     verdict.put("seconds", (System.nanoTime() - started) / 1e9);
     verdict.put("ok", ok);
     System.out.println(new ObjectMapper().writeValueAsString(verdict));
     return ok;
+  }
+
+  /** The exception and its causes: a WorkflowFailedException says why only in its cause. */
+  private static String describe(Throwable e) {
+    StringBuilder text = new StringBuilder(e.toString());
+    for (Throwable cause = e.getCause(); cause != null; cause = cause.getCause()) {
+      text.append("; caused by ").append(cause);
+    }
+    return text.toString();
   }
 
   private static Outcome echo(WorkflowClient client, WorkflowOptions options, long seed, int size) {
