@@ -12,7 +12,7 @@ use claimcheck::policy::pod::{CONFIG_KEY, config_map_name};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use support::DevServer;
@@ -862,11 +862,10 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     assert_eq!(codec.allowed_origins, ["https://temporal.example.com"]);
     assert_eq!(codec.namespaces, ["default"], "pinned to the policy's namespace");
 
-    // Without `codec`, what it had is deleted; the sidecars' ConfigMap stays.
-    let mut without = api.get("billing").await.unwrap();
-    without.spec.codec = None;
-    without.metadata.managed_fields = None;
-    api.replace("billing", &PostParams::default(), &without)
+    // Without `codec`, what it had is deleted; the sidecars' ConfigMap stays. A merge patch, not
+    // a replace: the controller may write the status in between (a replace would get 409).
+    let without = Patch::Merge(serde_json::json!({"spec": {"codec": null}}));
+    api.patch("billing", &PatchParams::default(), &without)
         .await
         .unwrap();
     // The Service is deleted last: once it is gone, so are the others.
