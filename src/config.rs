@@ -270,7 +270,7 @@ pub enum ConfigError {
     #[error("invalid configuration in {path}: {source}")]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        source: Box<crate::yaml::ReadError>,
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -285,9 +285,9 @@ impl ProxyConfig {
             path: path.into(),
             source,
         })?;
-        let mut config: ProxyConfig = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: ProxyConfig = crate::yaml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.into(),
-            source,
+            source: Box::new(source),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.upstream.tls {
@@ -372,7 +372,7 @@ upstream: {address: 'temporal:7233', tls: {caFile: /etc/ca.pem}}
 thresholdBytes: 1024
 drivers: [{url: 'file:///data', prefix: 'billing/'}]
 ";
-        let config: ProxyConfig = serde_yaml::from_str(yaml).unwrap();
+        let config: ProxyConfig = crate::yaml::from_str(yaml).unwrap();
         assert_eq!(config.threshold_bytes, 1024);
         assert_eq!(config.drivers[0].prefix, "billing/");
         assert_eq!(config.limits, LimitsConfig::default());
@@ -407,7 +407,21 @@ drivers: [{url: 'file:///data', prefix: 'billing/'}]
 
     #[test]
     fn unknown_fields_and_missing_drivers_are_refused() {
-        assert!(serde_yaml::from_str::<ProxyConfig>("treshold: 1").is_err());
+        assert!(crate::yaml::from_str::<ProxyConfig>("treshold: 1").is_err());
         assert!(ProxyConfig::default().validate().is_err());
+    }
+
+    /// A store's secret written inline stays out of the error that names the bad line.
+    #[test]
+    fn a_parse_error_does_not_quote_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("proxy.yaml");
+        let yaml = "drivers: [{url: 's3://b/', options: {aws_secret_access_key: s3cr3t-v4lue}}]\nthresholdBytes: [\n";
+        std::fs::write(&file, yaml).unwrap();
+        let message = format!("{:#}", anyhow::Error::new(ProxyConfig::load(&file).unwrap_err()));
+        assert!(message.contains("line"), "{message}");
+        assert!(!message.contains("s3cr3t"), "{message}");
+        let message = ProxyConfig::load(&file).unwrap_err().to_string();
+        assert!(!message.contains("s3cr3t"), "{message}");
     }
 }

@@ -25,3 +25,4 @@ pub mod shutdown;
 pub mod temporal;
 pub mod tls;
 pub mod webhook;
+pub mod yaml;

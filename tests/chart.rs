@@ -16,14 +16,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NAMESPACE: &str = "claimcheck-system";
 
 /// `helm template` of the chart as release `claimcheck` in NAMESPACE, with `--set` values.
-fn render(set: &[&str]) -> Vec<serde_yaml::Value> {
+fn render(set: &[&str]) -> Vec<Value> {
     let mut helm = Command::new(support::installed("helm"));
     helm.args(["template", "claimcheck", &format!("{ROOT}/charts/claimcheck")])
         .args(["--namespace", NAMESPACE]);
@@ -39,30 +39,31 @@ fn render(set: &[&str]) -> Vec<serde_yaml::Value> {
     documents(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|document| serde_yaml::Value::deserialize(document).expect("rendered YAML parses"))
+fn documents(yaml: &str) -> Vec<Value> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("rendered YAML parses");
+    documents
+        .into_iter()
         .filter(|document| !document.is_null())
         .collect()
 }
 
 /// The one rendered object of `kind`.
-fn one<T: DeserializeOwned>(objects: &[serde_yaml::Value], kind: &str) -> T {
+fn one<T: DeserializeOwned>(objects: &[Value], kind: &str) -> T {
     only(objects.iter().filter(|o| o["kind"] == kind), kind)
 }
 
 /// The rendered object of `kind` named `name` (the `helm test` hook has RBAC of its own).
-fn named<T: DeserializeOwned>(objects: &[serde_yaml::Value], kind: &str, name: &str) -> T {
+fn named<T: DeserializeOwned>(objects: &[Value], kind: &str, name: &str) -> T {
     let matching = objects
         .iter()
         .filter(|o| o["kind"] == kind && o["metadata"]["name"] == name);
     only(matching, &format!("{kind} {name}"))
 }
 
-fn only<'a, T: DeserializeOwned>(mut found: impl Iterator<Item = &'a serde_yaml::Value>, what: &str) -> T {
+fn only<'a, T: DeserializeOwned>(mut found: impl Iterator<Item = &'a Value>, what: &str) -> T {
     let first = found.next().unwrap_or_else(|| panic!("no {what} rendered"));
     assert!(found.next().is_none(), "more than one {what} rendered");
-    serde_yaml::from_value(first.clone()).unwrap_or_else(|e| panic!("{what}: {e}"))
+    serde_json::from_value(first.clone()).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 #[test]
@@ -140,7 +141,7 @@ fn the_chart_installs_the_webhook_configuration_without_a_ca_bundle() {
     assert!(installed.webhooks.unwrap()[0].client_config.ca_bundle.is_none());
 }
 
-fn controller(objects: &[serde_yaml::Value]) -> Container {
+fn controller(objects: &[Value]) -> Container {
     let deployment: Deployment = one(objects, "Deployment");
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.containers.len(), 1);
@@ -230,7 +231,7 @@ fn the_charts_sidecar_quantities_are_the_policys() {
 fn the_alerts_and_the_dashboard_query_metrics_that_exist() {
     let exported = format!("{}{}", controller_metrics(), proxy_metrics());
     let rendered = render(&["prometheusRule.enabled=true", "grafanaDashboard.enabled=true"]);
-    let queries = serde_yaml::to_string(&rendered).unwrap();
+    let queries = serde_json::to_string(&rendered).unwrap();
     let names: std::collections::BTreeSet<&str> = queries
         .match_indices("claimcheck_")
         .map(|(at, _)| {

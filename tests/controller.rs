@@ -228,7 +228,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
         "owned by the policy"
     );
     let rendered = config_map.data.unwrap()[CONFIG_KEY].clone();
-    let proxy: ProxyConfig = serde_yaml::from_str(&rendered).unwrap();
+    let proxy: ProxyConfig = claimcheck::yaml::from_str(&rendered).unwrap();
     assert_eq!(proxy.threshold_bytes, 262_144);
     assert_eq!(proxy.drivers[0].url, cluster.url(Store::S3, "billing/"));
     assert!(
@@ -640,7 +640,7 @@ async fn a_file_store_is_expired_by_the_sidecars_janitor() {
     );
     let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
     let config_map = config_maps.get(&config_map_name("billing")).await.unwrap();
-    let proxy: ProxyConfig = serde_yaml::from_str(&config_map.data.unwrap()[CONFIG_KEY]).unwrap();
+    let proxy: ProxyConfig = claimcheck::yaml::from_str(&config_map.data.unwrap()[CONFIG_KEY]).unwrap();
     assert_eq!(
         proxy.drivers[0].expire_after_days,
         Some(3),

@@ -22,7 +22,7 @@ const CRD: &str = include_str!("env/smoke/crd.yaml");
 async fn the_api_server_serves_a_crd_with_status_cel_rules_and_watches() {
     let cluster = Cluster::up("kube");
     let client = cluster.kube().await;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD).expect("smoke CRD parses");
+    let crd: CustomResourceDefinition = claimcheck::yaml::from_str(CRD).expect("smoke CRD parses");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().expect("named");
     crds.create(&PostParams::default(), &crd)

@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Store};
 
@@ -273,8 +272,7 @@ fn documented(kind: &str) -> Vec<Value> {
     doc.split("```yaml\n")
         .skip(1)
         .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
-        .flat_map(serde_yaml::Deserializer::from_str)
-        .map(|document| Value::deserialize(document).expect("YAML"))
+        .flat_map(|block| serde_saphyr::from_multiple::<Value>(block).expect("YAML"))
         .filter(|manifest| manifest["kind"] == kind)
         .collect()
 }

@@ -18,7 +18,7 @@ const CRD_FILE: &str = concat!(
 
 #[test]
 fn the_crd_in_the_repository_is_generated_from_the_types() {
-    let generated = serde_yaml::to_string(&claimcheck::policy::crd()).unwrap();
+    let generated = claimcheck::yaml::to_string(&claimcheck::policy::crd()).unwrap();
     let committed = std::fs::read_to_string(CRD_FILE).unwrap();
     assert!(
         committed == generated,

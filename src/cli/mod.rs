@@ -70,7 +70,7 @@ pub fn main() -> anyhow::Result<()> {
                 let crd = crate::policy::crd();
                 match chart {
                     true => print!("{}", crate::chart::crd_template(&crd)?),
-                    false => print!("{}", serde_yaml::to_string(&crd)?),
+                    false => print!("{}", crate::yaml::to_string(&crd)?),
                 }
                 Ok(())
             }

@@ -61,7 +61,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
 /// A policy manifest and its drivers, with credentials from the environment.
 pub(super) fn policy_file(file: &std::path::Path) -> anyhow::Result<(PayloadStoragePolicySpec, Vec<Tier>)> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let policy: PayloadStoragePolicy = serde_yaml::from_str(&text)
+    let policy: PayloadStoragePolicy = crate::yaml::from_str(&text)
         .with_context(|| format!("{} is not a PayloadStoragePolicy", file.display()))?;
     let tiers = policy
         .spec

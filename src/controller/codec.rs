@@ -67,8 +67,8 @@ pub fn codec_config(spec: &PayloadStoragePolicySpec, codec: &CodecSpec) -> Proxy
 pub fn config_map_data(
     spec: &PayloadStoragePolicySpec,
     codec: &CodecSpec,
-) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
-    let config = serde_yaml::to_string(&codec_config(spec, codec))?;
+) -> Result<BTreeMap<String, String>, crate::yaml::WriteError> {
+    let config = crate::yaml::to_string(&codec_config(spec, codec))?;
     Ok(BTreeMap::from([(CONFIG_KEY.to_owned(), config)]))
 }
 

@@ -60,7 +60,7 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("cannot render the proxy configuration: {0}")]
-    Render(#[from] serde_yaml::Error),
+    Render(#[from] crate::yaml::WriteError),
     #[error("the policy has no namespace")]
     NoNamespace,
     #[error("cannot remove the bucket rule: {0}")]

@@ -68,11 +68,11 @@ pub fn proxy_config(spec: &PayloadStoragePolicySpec, managed_ttl: Option<&Ttl>) 
 pub fn config_map_data(
     spec: &PayloadStoragePolicySpec,
     managed_ttl: Option<&Ttl>,
-) -> Result<BTreeMap<String, String>, serde_yaml::Error> {
+) -> Result<BTreeMap<String, String>, crate::yaml::WriteError> {
     let config = proxy_config(spec, managed_ttl);
     Ok(BTreeMap::from([(
         CONFIG_KEY.to_owned(),
-        serde_yaml::to_string(&config)?,
+        crate::yaml::to_string(&config)?,
     )]))
 }
 

@@ -261,7 +261,7 @@ pub fn golden(name: &str, value: &impl serde::Serialize) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);
-    let yaml = serde_yaml::to_string(value).unwrap();
+    let yaml = claimcheck::yaml::to_string(value).unwrap();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &yaml).unwrap();
     }
