@@ -29,6 +29,7 @@ pub fn decode(body: Bytes, encoding: Option<&str>, limit: usize) -> Result<Bytes
     }
     let payload = body.slice(5..);
     match (compressed, encoding) {
+        (false, _) if len > limit => Err(FrameError::TooLarge { limit }),
         (false, _) => Ok(payload),
         (true, Some("gzip")) => gunzip(&payload, limit),
         (true, other) => Err(FrameError::Encoding(other.unwrap_or("identity").to_owned())),
@@ -55,14 +56,19 @@ pub fn prefix(len: usize) -> Result<Bytes, FrameError> {
     Ok(prefix.freeze())
 }
 
-/// Collects a body's data chunks into one buffer sized from the gRPC length prefix, so a
-/// large message is held once, not once as chunks and again when they are joined.
+/// Collects a body's data chunks into one buffer. Until told the declared length is paid
+/// for ([`Collector::expect_declared`]), the buffer grows with the bytes that arrived, not
+/// with what the prefix claims: a prefix is the client's word, and one claiming 4 GiB must
+/// not reserve 4 GiB. Once it is paid for, a large message is held once, not once as chunks
+/// and again as they are joined.
 #[derive(Default)]
 pub struct Collector {
     /// A body that arrives as one chunk is kept as it is, with no copy.
     first: Option<Bytes>,
     joined: BytesMut,
     len: usize,
+    /// Room to make at the first join: the declared length, once paid for.
+    room: usize,
 }
 
 impl Collector {
@@ -79,12 +85,22 @@ impl Collector {
             return Ok(());
         }
         if let Some(first) = self.first.take() {
-            let declared = declared_len(&first).unwrap_or(0).min(limit);
-            self.joined.reserve(declared.max(first.len() + chunk.len()));
+            self.joined.reserve(self.room.max(first.len() + chunk.len()));
             self.joined.extend_from_slice(&first);
         }
         self.joined.extend_from_slice(&chunk);
         Ok(())
+    }
+
+    /// The whole frame's length, once its prefix has arrived.
+    pub fn declared(&self) -> Option<usize> {
+        declared_len(self.first.as_deref().unwrap_or(&self.joined))
+    }
+
+    /// The declared length is paid for (charged to the in-flight budget): make room for all of
+    /// it at once.
+    pub fn expect_declared(&mut self) {
+        self.room = self.declared().unwrap_or(0);
     }
 
     pub fn finish(self) -> Bytes {
@@ -168,5 +184,20 @@ mod tests {
         let mut collector = Collector::default();
         let err = collector.push(framed.slice(..5), 50).unwrap_err();
         assert_eq!(err, FrameError::TooLarge { limit: 50 });
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing_until_it_is_paid_for() {
+        let claims_a_gibibyte = Bytes::from_static(&[0, 0x40, 0, 0, 0, 1, 2, 3]);
+        let mut collector = Collector::default();
+        collector.push(claims_a_gibibyte.clone(), usize::MAX).unwrap();
+        collector.push(Bytes::from_static(&[4]), usize::MAX).unwrap();
+        assert_eq!(collector.declared(), Some(5 + (1 << 30)));
+        assert!(collector.joined.capacity() < 1 << 20);
+        let mut paid = Collector::default();
+        paid.push(claims_a_gibibyte.slice(..6), usize::MAX).unwrap();
+        paid.expect_declared();
+        paid.push(claims_a_gibibyte.slice(6..), usize::MAX).unwrap();
+        assert!(paid.joined.capacity() >= 5 + (1 << 30));
     }
 }

@@ -98,7 +98,7 @@ impl Proxy {
         let response = match self.forward(req).await {
             Ok(response) => response,
             Err(status) => {
-                tracing::warn!(%method, code = ?status.code(), message = status.message(), "call failed in the proxy");
+                tracing::warn!(%method, code = ?status.code(), status = status.message(), "call failed in the proxy");
                 count_error(&self.metrics, &status);
                 status.into_http()
             }
@@ -115,8 +115,7 @@ impl Proxy {
         let method = transformer.schema().method(req.uri().path());
         let task_kind = TaskKind::of(req.uri().path());
         let (mut parts, body) = req.into_parts();
-        let (body, _) = self.read_body(body).await?;
-        let _request_permit = self.reserve(body.len())?;
+        let (body, _, _request_permit) = self.read_body(body).await?;
         let msg = frame::decode(
             body.clone(),
             header(&parts.headers, GRPC_ENCODING),
@@ -173,8 +172,7 @@ impl Proxy {
         poll: Option<UndeliveredTask>,
     ) -> Result<Response<Body>, Status> {
         let (mut parts, body) = response.into_parts();
-        let (data, mut trailers) = self.read_body(body).await?;
-        let response_permit = self.reserve(data.len())?;
+        let (data, mut trailers, response_permit) = self.read_body(body).await?;
         // A trailers-only answer (an error) carries its status in the headers.
         rehydrate_status_details(transformer, &mut parts.headers, namespace).await?;
         if let Some(trailers) = trailers.as_mut() {
@@ -204,7 +202,7 @@ impl Proxy {
         let (upstream, metrics) = (self.upstream.clone(), self.metrics.clone());
         let fail = move |error: &TransformError| {
             let status = status::for_response(error);
-            tracing::warn!(code = ?status.code(), message = status.message(), "answer failed while it streamed");
+            tracing::warn!(code = ?status.code(), status = status.message(), "answer failed while it streamed");
             count_error(&metrics, &status);
             if let Some(task) = poll {
                 let failure = status.clone();
@@ -226,10 +224,13 @@ impl Proxy {
         status
     }
 
-    async fn read_body(&self, mut body: Body) -> Result<(Bytes, Option<HeaderMap>), Status> {
+    /// The body's message, its trailers, and the budget it holds: charged as soon as the
+    /// prefix declares the length, before room is made for it.
+    async fn read_body(&self, mut body: Body) -> Result<(Bytes, Option<HeaderMap>, Held), Status> {
         let limit = self.limits.max_message_bytes + 5;
         let mut message = frame::Collector::default();
         let mut trailers = None;
+        let mut permit = None;
         while let Some(next) = body.frame().await {
             let next = next.map_err(|e| Status::unavailable(format!("message stream broken: {e}")))?;
             match next.into_data() {
@@ -241,8 +242,18 @@ impl Proxy {
                 })?,
                 Err(other) => trailers = other.into_trailers().ok(),
             }
+            if let (None, Some(declared)) = (&permit, message.declared()) {
+                permit = Some(self.reserve(declared)?);
+                message.expect_declared();
+            }
         }
-        Ok((message.finish(), trailers))
+        let message = message.finish();
+        // A body too short for a prefix (empty, or not gRPC) holds what it is.
+        let permit = match permit {
+            Some(permit) => permit,
+            None => self.reserve(message.len())?,
+        };
+        Ok((message, trailers, permit))
     }
 
     fn check_client_limit(&self, len: usize) -> Result<(), Status> {
