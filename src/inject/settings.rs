@@ -16,6 +16,8 @@ pub const MEMORY_REQUEST: &str = "claimcheck.dev/proxy-memory-request";
 pub const CPU_LIMIT: &str = "claimcheck.dev/proxy-cpu-limit";
 pub const MEMORY_LIMIT: &str = "claimcheck.dev/proxy-memory-limit";
 
+const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
 /// The operator's defaults (its command line).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Defaults {
@@ -71,11 +73,22 @@ impl Settings {
                 why: "is the proxy's gRPC port too: the two must differ",
             });
         }
-        let log_level = annotations
-            .get(LOG_LEVEL)
-            .or(policy.log_level.as_ref())
-            .unwrap_or(&defaults.log_level)
-            .clone();
+        let log_level = match annotations.get(LOG_LEVEL) {
+            Some(level) if LEVELS.contains(&level.as_str()) => level.clone(),
+            // A pod's author picks a level; RUST_LOG directives (other crates, spans) are the
+            // policy's to set.
+            Some(other) => {
+                return Err(Refusal::BadAnnotation {
+                    annotation: LOG_LEVEL.into(),
+                    value: other.clone(),
+                    why: "is not one of error, warn, info, debug, trace",
+                });
+            }
+            None => policy
+                .log_level
+                .clone()
+                .unwrap_or_else(|| defaults.log_level.clone()),
+        };
         let pick = |annotation: &str, policy: &Option<String>, default: &Option<String>| match annotations
             .get(annotation)
         {
@@ -107,8 +120,9 @@ fn port_of(annotations: &BTreeMap<String, String>, annotation: &str, default: u1
     let Some(value) = annotations.get(annotation) else {
         return Ok(default);
     };
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     match value.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(port),
+        Ok(port) if digits && port > 0 => Ok(port),
         _ => Err(Refusal::BadAnnotation {
             annotation: annotation.into(),
             value: value.clone(),
@@ -186,6 +200,8 @@ mod tests {
                 .starts_with("annotation claimcheck.dev/proxy-memory-limit: \"lots\"")
         );
         assert!(refused(PORT, "0").contains("is not a port"));
+        assert!(refused(PORT, "+7000").contains("is not a port"));
+        assert!(refused(LOG_LEVEL, "info,h2=trace").contains("is not one of"));
         assert!(refused(METRICS_PORT_ANNOTATION, "7233").contains("must differ"));
     }
 }

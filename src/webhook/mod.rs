@@ -25,6 +25,15 @@ pub use certs::{CertSource, Certificates};
 pub use configuration::{CONFIGURATION, ClientConfig, mutating_webhook_configuration};
 pub use server::{WebhookOptions, run};
 
+/// Why a request's body got no AdmissionReview back.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("not an AdmissionReview: {0}")]
+    NotAReview(serde_json::Error),
+    #[error("cannot encode the answer: {0}")]
+    Encode(serde_json::Error),
+}
+
 /// What every admission shares.
 pub struct Admission {
     pub policies: Store<PayloadStoragePolicy>,
@@ -35,6 +44,12 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// The answer to a request's body, as the API server sent it.
+    pub fn answer(&self, body: &[u8]) -> Result<Vec<u8>, AnswerError> {
+        let review = serde_json::from_slice(body).map_err(AnswerError::NotAReview)?;
+        serde_json::to_vec(&self.review(review)).map_err(AnswerError::Encode)
+    }
+
     /// The answer to one AdmissionReview: never an error, a denial says what to fix.
     pub fn review(&self, review: AdmissionReview<Pod>) -> AdmissionReview<DynamicObject> {
         let started = Instant::now();

@@ -23,9 +23,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::Admission;
 use super::certs::{CertSource, Certificates};
 use super::configuration::PATH;
+use super::{Admission, AnswerError};
 use crate::controller::Telemetry;
 use crate::inject::Defaults;
 use crate::policy::PayloadStoragePolicy;
@@ -163,18 +163,12 @@ async fn answer(
             );
         }
     };
-    let review = match serde_json::from_slice(&body) {
-        Ok(review) => review,
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                format!("not an AdmissionReview: {e}").into_bytes(),
-            );
-        }
-    };
-    match serde_json::to_vec(&admission.review(review)) {
+    match admission.answer(&body) {
         Ok(json) => reply(StatusCode::OK, json),
-        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string().into_bytes()),
+        Err(e @ AnswerError::NotAReview(_)) => reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        Err(e @ AnswerError::Encode(_)) => {
+            reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string().into_bytes())
+        }
     }
 }
 
