@@ -90,8 +90,7 @@ pub struct Schema {
 impl Schema {
     /// The schema of the Temporal API version this binary was built with.
     pub fn temporal() -> Result<Self, SchemaError> {
-        let bytes: &[u8] = include_bytes!(env!("TEMPORAL_DESCRIPTOR_SET"));
-        Self::from_pool(&DescriptorPool::decode(bytes)?)
+        Self::from_pool(&temporal_descriptors()?)
     }
 
     pub fn from_pool(pool: &DescriptorPool) -> Result<Self, SchemaError> {
@@ -155,6 +154,12 @@ impl Schema {
             .ok()
             .map(|i| plan[i].1)
     }
+}
+
+/// The descriptors of the Temporal API version this binary was built with.
+pub fn temporal_descriptors() -> Result<DescriptorPool, SchemaError> {
+    let bytes: &[u8] = include_bytes!(env!("TEMPORAL_DESCRIPTOR_SET"));
+    Ok(DescriptorPool::decode(bytes)?)
 }
 
 /// Messages from which a payload is reachable, found by iterating to a fixpoint.
