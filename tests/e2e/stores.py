@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 from abc import ABC, abstractmethod
@@ -284,6 +285,10 @@ class Cluster:
 
     def down(self) -> None:
         self._run("down", self.dir)
+        # The logs stay, for a failed test; the objects go: pytest keeps its last three runs'
+        # directories, and a soak writes tens of GiB.
+        for data in self.dir.glob("*/data"):
+            shutil.rmtree(data, ignore_errors=True)
 
     def restart(self, server: str) -> None:
         """Starts a server that went away again, on the same port and data."""

@@ -235,6 +235,8 @@ COREFILE
     # failCgroupV1 is off; no QoS cgroups or node allocatable enforcement (neither works there).
     # The API server authenticates with a client certificate; a kubelet with no other tenant
     # lets any authenticated client in. syncFrequency: mounted ConfigMaps follow within ~10 s.
+    # The node shares this machine's disk: at the kubelet's default thresholds (imagefs 15%
+    # free) a machine whose disk is merely busy taints it and no pod is scheduled.
     cat >"$conf/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -260,6 +262,9 @@ serializeImagePulls: false
 syncFrequency: 10s
 clusterDomain: cluster.local
 clusterDNS: [$NODE_IP]
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%, imagefs.inodesFree: 1%}
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
 YAML
     # iptables mode; no conntrack sysctls (they are the machine's, not the namespace's).
     cat >"$conf/kube-proxy.yaml" <<YAML
