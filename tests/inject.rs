@@ -200,3 +200,42 @@ fn refusals_and_skips_say_why() {
     let skipped = inject(&pod(json!({INJECT: "false"})), &policy(), &Defaults::default()).unwrap();
     assert!(matches!(skipped, Outcome::Skip(why) if why.contains(INJECT)));
 }
+
+/// The proxy's port and credentials stay the pod's: a pod that would share them with the node
+/// or with its other containers' processes is refused, naming the setting.
+#[test]
+fn pods_that_would_expose_the_proxy_are_refused() {
+    for field in ["hostNetwork", "hostPID", "shareProcessNamespace"] {
+        let mut pod = serde_json::to_value(pod(json!({}))).unwrap();
+        pod["spec"][field] = json!(true);
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let refusal = inject(&pod, &policy(), &Defaults::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refusal.starts_with(&format!("the pod sets {field}: ")),
+            "{refusal}"
+        );
+    }
+}
+
+/// A pod's own Localhost seccomp profile is stricter than RuntimeDefault: the sidecar keeps it.
+#[test]
+fn the_sidecar_keeps_a_localhost_seccomp_profile_of_the_pod() {
+    let mut pod = serde_json::to_value(pod(json!({}))).unwrap();
+    let profile = json!({"type": "Localhost", "localhostProfile": "profiles/strict.json"});
+    pod["spec"]["securityContext"] = json!({"seccompProfile": profile});
+    let pod = injected(&serde_json::from_value(pod).unwrap(), &Defaults::default());
+    let sidecar = &pod.spec.unwrap().init_containers.unwrap()[0];
+    let kept = sidecar
+        .security_context
+        .as_ref()
+        .unwrap()
+        .seccomp_profile
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (kept.type_.as_str(), kept.localhost_profile.as_deref()),
+        ("Localhost", Some("profiles/strict.json"))
+    );
+}

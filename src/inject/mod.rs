@@ -3,6 +3,7 @@
 //! difference into a JSON patch; nothing here talks to the cluster, so every rule of
 //! injection is unit-tested and golden-tested.
 
+mod exposure;
 pub mod settings;
 mod sidecar;
 
@@ -64,6 +65,10 @@ pub enum Refusal {
         "driver {driver:?} stores payloads in {dir}, but no container of the pod mounts a volume there: mount one, so that the proxy can share it"
     )]
     NoFileVolume { driver: String, dir: String },
+    #[error(
+        "the pod sets {field}: {why}; claimcheck does not inject there: remove {field}, or the {POLICY_LABEL} label"
+    )]
+    Exposed { field: &'static str, why: &'static str },
     #[error("annotation {annotation}: {value:?} {why}")]
     BadAnnotation {
         annotation: String,
@@ -81,9 +86,11 @@ pub fn inject(pod: &Pod, policy: &PayloadStoragePolicy, defaults: &Defaults) -> 
     let Some(spec) = &pod.spec else {
         return Ok(Outcome::Skip("the pod has no spec".into()));
     };
+    exposure::refuse_exposure(spec)?;
     if !annotations.contains_key(INJECTED) {
         refuse_taken_names(spec)?;
     }
+    let pod_seccomp = exposure::pod_seccomp(spec);
     let settings = Settings::resolve(annotations, &policy.spec.sidecar, defaults)?;
     refuse_taken_ports(spec, &settings)?;
     let file_mounts = file_store_mounts(spec, policy)?;
@@ -104,6 +111,13 @@ pub fn inject(pod: &Pod, policy: &PayloadStoragePolicy, defaults: &Defaults) -> 
         }
     }
     let mut container = sidecar::container(&settings, defaults, mounts(policy, file_mounts));
+    if let Some(context) = container
+        .security_context
+        .as_mut()
+        .filter(|_| pod_seccomp.is_some())
+    {
+        context.seccomp_profile = pod_seccomp;
+    }
     if defaults.native_sidecars {
         container.restart_policy = Some("Always".into());
         spec.init_containers.get_or_insert_default().insert(0, container);

@@ -126,3 +126,70 @@ fn diff(pod: &Pod, desired: &Pod) -> Result<json_patch::Patch, serde_json::Error
         &serde_json::to_value(desired)?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+
+    fn admission_with_policy_in(namespace: &str) -> Admission {
+        let policy: PayloadStoragePolicy = serde_json::from_value(json!({
+            "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
+            "metadata": {"name": "billing", "namespace": namespace},
+            "spec": {
+                "temporal": {"address": "temporal:7233", "namespace": "default"},
+                "drivers": [{"name": "hot", "url": "s3://payloads/", "credentialsSecretRef": {"name": "creds"}}],
+            },
+        }))
+        .unwrap();
+        let mut writer = Writer::default();
+        writer.apply_watcher_event(&Event::Apply(policy));
+        Admission {
+            policies: writer.as_reader(),
+            defaults: Defaults::default(),
+            recorder: None,
+            metrics: Arc::new(crate::controller::Telemetry::default()),
+        }
+    }
+
+    fn review(namespace: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE", "namespace": namespace, "userInfo": {},
+                "object": {
+                    "metadata": {"name": "worker", "labels": {POLICY_LABEL: "billing"}},
+                    "spec": {"containers": [{"name": "worker", "image": "worker:1"}]},
+                },
+            },
+        }))
+        .unwrap()
+    }
+
+    /// A team's pod reaches only its own namespace's policies, hence only its own stores and
+    /// Secrets: naming another team's policy is refused, never injected.
+    #[test]
+    fn a_pod_can_use_only_a_policy_of_its_own_namespace() {
+        let admission = admission_with_policy_in("team-a");
+        let answer = |namespace: &str| -> AdmissionReview<DynamicObject> {
+            serde_json::from_slice(&admission.answer(&review(namespace)).unwrap()).unwrap()
+        };
+        let own = answer("team-a").response.unwrap();
+        assert!(own.allowed && own.patch.is_some());
+        let other = answer("team-b").response.unwrap();
+        assert!(!other.allowed && other.patch.is_none());
+        assert!(
+            other
+                .result
+                .message
+                .contains("does not exist in namespace team-b"),
+            "{}",
+            other.result.message
+        );
+    }
+}
