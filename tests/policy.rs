@@ -26,6 +26,18 @@ fn the_crd_in_the_repository_is_generated_from_the_types() {
     );
 }
 
+/// A policy names its Secrets by name alone: they can only be its own namespace's.
+#[test]
+fn secret_references_carry_no_namespace() {
+    let crd = serde_json::to_value(claimcheck::policy::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let secret_ref = &spec["drivers"]["items"]["properties"]["credentialsSecretRef"]["properties"];
+    let fields: Vec<&String> = secret_ref.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["name"]);
+    let tls = &spec["temporal"]["properties"]["tls"]["properties"];
+    assert!(tls.get("secretNamespace").is_none() && tls.get("namespace").is_none());
+}
+
 fn policy(spec: serde_json::Value) -> PayloadStoragePolicy {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "claimcheck.dev/v1alpha1", "kind": "PayloadStoragePolicy",
@@ -157,6 +169,14 @@ async fn invalid_policies_are_refused_by_the_api_server_naming_the_field() {
             },
             "spec",
             "codec cannot serve a file:// driver",
+        ),
+        (
+            with(
+                &["drivers"],
+                serde_json::json!([{"name": "hot", "url": "s3://b/", "options": {"AWS_SECRET_ACCESS_KEY": "x"}}]),
+            ),
+            "spec.drivers[0].options",
+            "options must not hold credentials",
         ),
     ];
     for (spec, field, message) in cases {

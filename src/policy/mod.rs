@@ -19,6 +19,9 @@ pub use sidecar::{QUANTITY, SidecarResources, SidecarSpec};
 
 /// A duration such as `14d`, `36h`, `90m` or `30s`.
 const DURATION: &str = "^[0-9]+(s|m|h|d)$";
+/// Store option keys that name a credential: those belong in the Secret, not in options,
+/// which are rendered into a ConfigMap that more people may read.
+const CREDENTIAL_KEY: &str = "(?i)(secret|token|password|credential|sas|access_key|account_key|private)";
 
 /// Offload the large payloads of one Temporal namespace to object storage, with bucket
 /// lifecycle rules that outlive every workflow that may read them, proven by a round-trip
@@ -127,6 +130,7 @@ pub struct DriverSpec {
     /// Store client options by object_store key (endpoint, region, ...); never credentials.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new(format!("self.all(k, !k.matches('{CREDENTIAL_KEY}'))")).message("options must not hold credentials (keys, secrets, tokens): put them in the Secret named by credentialsSecretRef"))]
     pub options: BTreeMap<String, String>,
     /// Accept references to `v0/d/sha256/{hex}`, the key the SDKs write for payloads of no
     /// namespace (Nexus results, a codec server's /encode). Off by default: any namespace that
