@@ -15,9 +15,11 @@ build:
 ## the image, end-to-end tests against a real Temporal dev server and the real Python and Go SDKs.
 test: lint unit chart gitops image-check e2e cluster
 
+## cargo audit runs against the advisory database snapshot in audit/ (see audit/README.md).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	@CLAIMCHECK_CACHE="$(CACHE)" audit/run.sh
 
 ## Integration tests start a real Temporal dev server from the test venv, and the servers of
 ## tests/env (kube-apiserver, etcd, object-store emulators) installed by env-install.

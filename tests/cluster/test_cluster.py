@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -218,6 +219,65 @@ def test_restarting_the_operator_refuses_no_admission(kube: Kube, images: dict[s
             thread.join()
     print(f"operator restarted under {len(admitted)} admissions, {len(refused)} refused")
     assert admitted and not refused, refused[:3]
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def test_the_operators_permissions_are_the_pinned_ones(kube: Kube):
+    """What the API server lets the operator's ServiceAccount do, cluster-wide and in a team's
+    namespace, is exactly what tests/golden/can-i-*.txt pins (UPDATE_GOLDEN=1 rewrites them):
+    a permission the chart gains shows up in review, never silently."""
+    deployment = kube.get("deployment", "claimcheck-controller", "-n", OPERATOR_NAMESPACE)
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    subject = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}"
+    for namespace in (OPERATOR_NAMESPACE, TEAM):
+        header, *rules = kube.kubectl("auth", "can-i", "--list", "--as", subject, "-n", namespace).stdout.splitlines()
+        # The API server lists the rules of each binding in no fixed order.
+        listed = "\n".join([header, *sorted(rules)]) + "\n"
+        golden = GOLDEN / f"can-i-{'operator' if namespace == OPERATOR_NAMESPACE else 'team'}-namespace.txt"
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(listed)
+        assert listed == golden.read_text(), f"{subject} in {namespace}:\n{listed}"
+
+
+def secret_values(kube: Kube, node: dict[str, str]) -> dict[str, str]:
+    """Every secret this cluster holds for claimcheck: the store's keys and the webhook's key."""
+    webhook = kube.get("secret", "claimcheck-webhook-tls", "-n", OPERATOR_NAMESPACE)["data"]
+    key_pem = base64.b64decode(webhook["tls.key"]).decode()
+    key_body = "".join(line for line in key_pem.splitlines() if "-----" not in line)
+    return {
+        "the store's secret key": node["S3_SECRET_ACCESS_KEY"],
+        "the webhook's private key": key_body[:64],
+    }
+
+
+def what_claimcheck_shows(kube: Kube) -> dict[str, str]:
+    """Everything claimcheck writes where others read: every container's log, Events, the
+    policy's status, the ConfigMaps it renders, and the metrics of the operator and the proxy."""
+    shown = {}
+    for namespace in (OPERATOR_NAMESPACE, TEAM):
+        for pod in kube.get("pods", "-n", namespace)["items"]:
+            name, spec = pod["metadata"]["name"], pod["spec"]
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                logs = kube.kubectl("logs", "-n", namespace, name, "-c", container["name"], check=False)
+                shown[f"log of {namespace}/{name}/{container['name']}"] = logs.stdout
+            for port in (9090, 8080):
+                metrics = kube.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy/metrics",
+                                       check=False)
+                shown[f"metrics of {namespace}/{name}:{port}"] = metrics.stdout
+        shown[f"events in {namespace}"] = kube.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        shown[f"configmaps in {namespace}"] = kube.kubectl("get", "configmaps", "-n", namespace, "-o", "json").stdout
+    shown["the policy"] = kube.kubectl("get", "payloadstoragepolicy", POLICY, "-n", TEAM, "-o", "json").stdout
+    return shown
+
+
+def test_no_secret_reaches_logs_events_status_or_metrics(kube: Kube, node: dict[str, str]):
+    shown = what_claimcheck_shows(kube)
+    assert any(name.startswith("metrics of") and text for name, text in shown.items()), "metrics were read"
+    leaks = [f"{secret} in {where}" for secret, value in secret_values(kube, node).items()
+             for where, text in shown.items() if value in text]
+    assert not leaks, leaks
 
 
 def s3_rule_ids(store) -> list[str]:
