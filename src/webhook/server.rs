@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -114,14 +115,17 @@ pub async fn run(
         // The API server keeps connections open across reviews.
         max_connection: Duration::from_secs(3600),
     };
+    let draining = Arc::new(AtomicBool::new(false));
+    let stopping = draining.clone();
     let _server = Owned(tokio::spawn(crate::serve::accept(
         listener,
         Some(TlsAcceptor::from(Arc::new(tls))),
         bounds,
         "webhook",
-        move |request, _| answer(admission.clone(), request),
+        move |request, _| answer(admission.clone(), stopping.clone(), request),
     )));
     crate::shutdown::signal().await;
+    draining.store(true, Ordering::Relaxed);
     telemetry.set_webhook_not_ready();
     tokio::time::sleep(DRAIN).await;
     Ok(())
@@ -136,17 +140,28 @@ impl Drop for Owned {
     }
 }
 
+/// `draining`: the replica is stopping. Each answer then closes its connection, so that the
+/// API server's next review opens a new one, to a replica that stays, rather than reusing
+/// this one as the process exits (a POST on a connection closed under it is not retried).
 async fn answer(
     admission: Arc<Admission>,
+    draining: Arc<AtomicBool>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, body: Vec<u8>| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("application/json"),
         );
+        if draining.load(Ordering::Relaxed) {
+            headers.insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+        }
         Ok(response)
     };
     if request.method() != Method::POST || request.uri().path() != PATH {
