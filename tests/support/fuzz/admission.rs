@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use claimcheck::controller::Telemetry;
-use claimcheck::inject::Defaults;
+use claimcheck::inject::{Defaults, INJECT, INJECT_ADDRESS, SIDECAR, settings};
 use claimcheck::policy::PayloadStoragePolicy;
 use claimcheck::webhook::Admission;
 use k8s_openapi::api::core::v1::Pod;
@@ -23,17 +23,16 @@ use super::mutate::mutate;
 use super::rng::Rng;
 use super::runner::Target;
 
-const SIDECAR: &str = "claimcheck-proxy";
 const ANNOTATIONS: [&str; 9] = [
-    "claimcheck.dev/proxy-port",
-    "claimcheck.dev/proxy-metrics-port",
-    "claimcheck.dev/proxy-log-level",
-    "claimcheck.dev/proxy-cpu-request",
-    "claimcheck.dev/proxy-memory-request",
-    "claimcheck.dev/proxy-cpu-limit",
-    "claimcheck.dev/proxy-memory-limit",
-    "claimcheck.dev/inject",
-    "claimcheck.dev/inject-address",
+    settings::PORT,
+    settings::METRICS_PORT_ANNOTATION,
+    settings::LOG_LEVEL,
+    settings::CPU_REQUEST,
+    settings::MEMORY_REQUEST,
+    settings::CPU_LIMIT,
+    settings::MEMORY_LIMIT,
+    INJECT,
+    INJECT_ADDRESS,
 ];
 const VALUES: [&str; 20] = [
     "7000",
