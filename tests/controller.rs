@@ -301,7 +301,7 @@ async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     .await;
     let reason = condition(&missing, "Ready").unwrap();
     assert!(reason.message.contains("s3://not-yet/"), "{}", reason.message);
-    create_bucket(&cluster, "not-yet").await;
+    cluster.create_bucket("not-yet").await;
     until_named(&api, "later", "Ready once the bucket exists", |p| {
         ready(p, "True")
     })
@@ -393,31 +393,6 @@ fn policy_on_bucket(server: &DevServer, name: &str, bucket: &str) -> PayloadStor
             "probe": {"interval": "2s"},
         }),
     )
-}
-
-async fn create_bucket(cluster: &Cluster, bucket: &str) {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let env = cluster.user_env(Store::S3);
-    let credentials = Credentials::new(
-        &env["AWS_ACCESS_KEY_ID"],
-        &env["AWS_SECRET_ACCESS_KEY"],
-        None,
-        None,
-        "test",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(env["AWS_REGION"].clone()))
-        .endpoint_url(&env["AWS_ENDPOINT"])
-        .credentials_provider(credentials)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket created");
 }
 
 fn managed_policy(name: &str, cluster: &Cluster, server: &DevServer) -> PayloadStoragePolicy {
@@ -535,6 +510,62 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
             .await
             .is_ok(),
         "objects are never deleted"
+    );
+    controller.abort();
+}
+
+/// Policies of one bucket, created and deleted together, each keep their rule while they
+/// live and take it with them: S3 has no conditional write of a bucket's rules, so two
+/// reconciliations writing back what each read would drop one another's rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_of_one_bucket_reconciled_together_each_keep_their_rule() {
+    use claimcheck::lifecycle::S3Rules;
+    let (cluster, server, client) = servers("kube,s3").await;
+    let controller = tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret(&cluster.user_env(Store::S3)))
+        .await
+        .unwrap();
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    let names: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
+    for name in &names {
+        let mut policy = managed_policy(name, &cluster, &server);
+        // A Temporal namespace, and so a prefix of the bucket, of its own.
+        policy.spec.temporal.namespace = name.clone();
+        api.create(&PostParams::default(), &policy).await.unwrap();
+    }
+    for name in &names {
+        until_named(&api, name, "Ready", |p| ready(p, "True")).await;
+    }
+    let rules = S3Rules::new(cluster.var("S3_BUCKET"), &cluster.options(Store::S3)).unwrap();
+    let claimcheck_rules = || async {
+        let rules = rules.rules().await.unwrap();
+        let ids = rules
+            .iter()
+            .filter_map(|r| r.id())
+            .filter(|id| id.starts_with("claimcheck-"));
+        ids.map(str::to_owned).collect::<std::collections::BTreeSet<_>>()
+    };
+    let expected = names
+        .iter()
+        .map(|n| format!("claimcheck-default-{n}-hot"))
+        .collect();
+    assert_eq!(
+        claimcheck_rules().await,
+        expected,
+        "every policy's rule is in place"
+    );
+
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete(&api, &names).await;
+    assert!(
+        claimcheck_rules().await.is_empty(),
+        "every rule went with its policy"
     );
     controller.abort();
 }

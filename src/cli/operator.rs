@@ -53,6 +53,10 @@ pub struct ControllerArgs {
     /// the MutatingWebhookConfiguration is then left to the chart and cert-manager's CA injector.
     #[arg(long)]
     webhook_cert_dir: Option<PathBuf>,
+    /// How many policies are reconciled at once: each reconciliation may probe a store with
+    /// the policy's large payload.
+    #[arg(long, default_value_t = crate::controller::CONCURRENCY)]
+    reconcile_concurrency: u16,
     /// The proxy image injected as the sidecar.
     #[arg(long, env = "CLAIMCHECK_SIDECAR_IMAGE")]
     sidecar_image: Option<String>,
@@ -175,6 +179,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let options = Options {
         telemetry,
         workloads: args.sidecar_defaults(),
+        concurrency: args.reconcile_concurrency,
     };
     let election = Election {
         namespace: args.namespace,

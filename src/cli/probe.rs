@@ -84,7 +84,7 @@ pub(super) async fn policy_in_cluster(
         .get(name)
         .await
         .with_context(|| format!("cannot read PayloadStoragePolicy {namespace}/{name}"))?;
-    let world = crate::controller::Live { client };
+    let world = crate::controller::Live::new(client);
     let drivers = crate::controller::open_drivers(&policy.spec, &namespace, &world)
         .await
         .map_err(|verdict| anyhow::anyhow!("{}: {}", verdict.reason, verdict.message))?;

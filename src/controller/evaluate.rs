@@ -2,8 +2,6 @@
 //! Temporal, the stores) to the verdict of each condition. Nothing here writes to the
 //! cluster, so every state is unit-tested without one.
 
-use std::time::Duration;
-
 use super::OpenDriver;
 use super::rules::RuleScope;
 use super::status::{LIFECYCLE_CONFIGURED, READY, RECONCILING, STALLED, STORAGE_VERIFIED, Verdict};
@@ -217,22 +215,13 @@ pub async fn probe(spec: &PayloadStoragePolicySpec, tiers: Vec<Tier>) -> (Verdic
     (verdict, Some(report))
 }
 
-/// How soon a policy is evaluated again: its probe interval when Ready, sooner when not.
-pub fn next_look(spec: &PayloadStoragePolicySpec, evaluation: &Evaluation, retry: Duration) -> Duration {
-    let interval = parse_duration(&spec.probe.interval).unwrap_or(Duration::from_secs(300));
-    if evaluation.ready() {
-        interval
-    } else {
-        retry.min(interval)
-    }
-}
-
 /// The reconciler's states, without a cluster: the world is a fake (Secrets in a map,
 /// Temporal's retention and the bucket rules' answers set by the test); the stores are real
 /// (`memory://`, or an S3 endpoint nothing listens on).
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use serde_json::json;
 
@@ -329,10 +318,6 @@ mod tests {
         assert!(verdict(&evaluation, STORAGE_VERIFIED).ok);
         assert!(!verdict(&evaluation, STALLED).ok);
         assert_eq!(evaluation.probe.as_ref().unwrap().status, "passed");
-        assert_eq!(
-            next_look(&spec, &evaluation, Duration::from_secs(10)),
-            Duration::from_secs(300)
-        );
     }
 
     #[tokio::test]
@@ -354,10 +339,6 @@ mod tests {
             "creating the Secret fixes it: not stalled"
         );
         assert!(evaluation.probe.is_none());
-        assert_eq!(
-            next_look(&spec, &evaluation, Duration::from_secs(10)),
-            Duration::from_secs(10)
-        );
     }
 
     #[tokio::test]

@@ -10,19 +10,20 @@ mod leader;
 mod rbac;
 mod render;
 mod rules;
+mod schedule;
 mod status;
 mod telemetry;
 mod world;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::watcher;
@@ -34,7 +35,8 @@ use crate::lifecycle::Ttl;
 use crate::payload::transform::Tier;
 use crate::policy::PayloadStoragePolicy;
 use crate::policy::pod::{POLICY_LABEL, config_map_name};
-use evaluate::{Evaluation, evaluate, next_look, release};
+use evaluate::{Evaluation, evaluate, release};
+use schedule::{Schedule, next_look};
 use status::READY;
 
 pub use codec::{CODEC_LABEL, codec_config, codec_name};
@@ -91,18 +93,34 @@ pub struct Context<W> {
     pub world: W,
     pub recorder: Recorder,
     pub telemetry: Arc<Telemetry>,
+    pub schedule: Schedule,
+}
+
+/// What the operator gives the controller besides the cluster: its metrics, the image and
+/// resources of what it runs for policies (their codec servers), and how many it reconciles
+/// at once.
+#[derive(Clone)]
+pub struct Options {
+    pub telemetry: Arc<Telemetry>,
+    pub workloads: Defaults,
+    pub concurrency: u16,
+}
+
+/// The default of `--reconcile-concurrency`.
+pub const CONCURRENCY: u16 = 8;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            telemetry: Arc::default(),
+            workloads: Defaults::default(),
+            concurrency: CONCURRENCY,
+        }
+    }
 }
 
 /// Runs the controller until SIGTERM or SIGINT, as replica `identity`. With several
 /// replicas, run it through [`run_elected`] so that only one reconciles.
-/// What the operator gives the controller besides the cluster: its metrics, and the image
-/// and resources of what it runs for policies (their codec servers).
-#[derive(Clone, Default)]
-pub struct Options {
-    pub telemetry: Arc<Telemetry>,
-    pub workloads: Defaults,
-}
-
 pub async fn run(client: Client, identity: &str, options: Options) {
     let policies = Api::<PayloadStoragePolicy>::all(client.clone());
     let config_maps = Api::<ConfigMap>::all(client.clone());
@@ -112,15 +130,18 @@ pub async fn run(client: Client, identity: &str, options: Options) {
     };
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
-        world: Live {
-            client: client.clone(),
-        },
+        world: Live::new(client.clone()),
         client,
         manager: format!("{MANAGER}-{identity}"),
         telemetry: options.telemetry,
         workloads: options.workloads,
+        schedule: Schedule::default(),
     });
+    // Bounded, so that a cluster's worth of policies (at start, or after a leader change) does
+    // not probe every store at once, nor hold every probe's payloads in memory together.
+    let config = controller::Config::default().concurrency(options.concurrency);
     Controller::new(policies, watcher::Config::default())
+        .with_config(config)
         // Only the ConfigMaps we render, not every ConfigMap of the cluster.
         .owns(config_maps, watcher::Config::default().labels(POLICY_LABEL))
         .shutdown_on_signal()
@@ -174,20 +195,38 @@ async fn cleanup<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> R
     let kind = (EventType::Normal, "RulesRemoved", "Delete");
     crate::events::publish(&ctx.recorder, policy, kind, note).await;
     ctx.telemetry.forget_policy(&namespace, &policy.name_any());
+    ctx.schedule.forget(&policy.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
 async fn apply<W: World>(policy: &PayloadStoragePolicy, ctx: &Context<W>) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
+    let uid = policy.uid().unwrap_or_default();
+    let generation = policy.meta().generation;
+    if let Some((evaluation, wait)) = ctx.schedule.current(&uid, generation) {
+        // What the last evaluation wrote triggered this, or an edit of the ConfigMap: the
+        // evaluation stands, and the ConfigMap is put back as rendered from it.
+        apply_config_map(policy, &namespace, managed_ttl(policy, &evaluation), ctx).await?;
+        return Ok(Action::requeue(wait));
+    }
     let evaluation = evaluate(&policy.spec, &scope_of(policy, &namespace), &ctx.world).await;
-    let managed_ttl = evaluation.ttl.as_ref().filter(|_| policy.spec.lifecycle.manage);
-    apply_config_map(policy, &namespace, managed_ttl, ctx).await?;
+    apply_config_map(policy, &namespace, managed_ttl(policy, &evaluation), ctx).await?;
     apply_codec(policy, &namespace, ctx).await?;
     write_status(policy, &namespace, &evaluation, ctx).await?;
     ctx.telemetry
         .policy_ready(&namespace, &policy.name_any(), evaluation.ready());
     announce(policy, &evaluation, ctx).await;
-    Ok(Action::requeue(next_look(&policy.spec, &evaluation, RETRY)))
+    let interval = schedule::interval(&policy.spec);
+    let wait = next_look(interval, evaluation.ready(), RETRY, &uid, SystemTime::now());
+    // Kept once all of it is written: a failed write is retried with a new evaluation.
+    ctx.schedule.record(&uid, generation, Arc::new(evaluation), wait);
+    Ok(Action::requeue(wait))
+}
+
+/// The TTL the rendered configuration carries when the policy manages lifecycle (see
+/// `render::proxy_config`).
+fn managed_ttl<'e>(policy: &PayloadStoragePolicy, evaluation: &'e Evaluation) -> Option<&'e Ttl> {
+    evaluation.ttl.as_ref().filter(|_| policy.spec.lifecycle.manage)
 }
 
 /// An Event when Ready changes, status or reason: what changed and why, once.

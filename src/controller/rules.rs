@@ -4,6 +4,11 @@
 //! rules, and an Azure management policy is set through Azure Resource Manager with
 //! account-level rights that blob credentials do not (and should not) carry.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::OwnedMutexGuard;
+
 use crate::driver::{GCS, S3};
 use crate::lifecycle::{ExpiryRule, GcsRules, RULE_PREFIX, RuleError, S3Rules, Ttl};
 use crate::payload::reference::namespace_scope;
@@ -31,6 +36,25 @@ pub fn expired_by_janitor(url: &str) -> bool {
     ["file://", "az://", "azure://"]
         .iter()
         .any(|scheme| url.starts_with(scheme))
+}
+
+/// One writer per bucket at a time. S3 has no conditional write of a bucket's lifecycle
+/// configuration: two policies of one bucket reconciled together would each write back what
+/// they read, and the later write would drop the other's rule. The Lease makes this process
+/// the only writer, so a lock per bucket here is enough.
+#[derive(Default)]
+pub struct BucketLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl BucketLocks {
+    async fn hold(&self, driver: &OpenDriver) -> OwnedMutexGuard<()> {
+        let driver = &driver.tier.driver;
+        let bucket = format!("{}:{}", driver.name(), driver.bucket().unwrap_or_default());
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            locks.entry(bucket).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 enum Rules {
@@ -73,9 +97,10 @@ fn rule_of(driver: &OpenDriver, scope: &RuleScope, days: u64) -> ExpiryRule {
 }
 
 /// Installs the rules; the verdict says what was installed, or why not.
-pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope) -> Verdict {
+pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope, locks: &BucketLocks) -> Verdict {
     let mut installed = Vec::new();
     for driver in drivers {
+        let _bucket = locks.hold(driver).await;
         let rule = rule_of(driver, scope, ttl.days);
         let location = driver.tier.driver.object_name(&rule.prefix);
         let applied = match Rules::of(driver) {
@@ -107,9 +132,10 @@ pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope) -> Verd
 }
 
 /// Removes the policy's rules, never its objects.
-pub async fn remove(drivers: &[OpenDriver], scope: &RuleScope) -> Result<(), RuleError> {
+pub async fn remove(drivers: &[OpenDriver], scope: &RuleScope, locks: &BucketLocks) -> Result<(), RuleError> {
     for driver in drivers {
         if let Some(rules) = Rules::of(driver) {
+            let _bucket = locks.hold(driver).await;
             rules?.remove(&rule_of(driver, scope, 0)).await?;
         }
     }

@@ -11,7 +11,7 @@ use kube::Client;
 use kube::api::Api;
 
 use super::OpenDriver;
-use super::rules::{self, RuleScope};
+use super::rules::{self, BucketLocks, RuleScope};
 use super::status::Verdict;
 use crate::lifecycle::Ttl;
 use crate::proxy::UpstreamTls;
@@ -54,6 +54,16 @@ pub trait World: Send + Sync + 'static {
 /// The cluster, Temporal and the stores themselves.
 pub struct Live {
     pub client: Client,
+    pub buckets: BucketLocks,
+}
+
+impl Live {
+    pub fn new(client: Client) -> Self {
+        Live {
+            client,
+            buckets: BucketLocks::default(),
+        }
+    }
 }
 
 /// How long Temporal gets to answer DescribeNamespace.
@@ -90,10 +100,12 @@ impl World for Live {
     }
 
     async fn apply_rules(&self, drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope) -> Verdict {
-        rules::apply(drivers, ttl, scope).await
+        rules::apply(drivers, ttl, scope, &self.buckets).await
     }
 
     async fn remove_rules(&self, drivers: &[OpenDriver], scope: &RuleScope) -> Result<(), String> {
-        rules::remove(drivers, scope).await.map_err(|e| e.to_string())
+        rules::remove(drivers, scope, &self.buckets)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

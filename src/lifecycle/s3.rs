@@ -69,8 +69,13 @@ impl S3Rules {
                 other_prefix: rule_prefix(other).unwrap_or_default().to_owned(),
             });
         }
+        let ours = lifecycle_rule(rule).map_err(|e| self.error(e))?;
+        // Each reconciliation applies the rule again: a rule already in place costs no write.
+        if rules.iter().any(|r| same_rule(r, &ours)) {
+            return Ok(());
+        }
         rules.retain(|r| r.id() != Some(rule.id.as_str()));
-        rules.push(lifecycle_rule(rule).map_err(|e| self.error(e))?);
+        rules.push(ours);
         self.put(rules).await
     }
 
@@ -156,6 +161,15 @@ fn lifecycle_rule(rule: &ExpiryRule) -> Result<LifecycleRule, BuildError> {
         .expiration(LifecycleExpiration::builder().days(days).build())
         .abort_incomplete_multipart_upload(unfinished)
         .build()
+}
+
+/// The same rule as far as the store keeps it: MinIO, for one, drops the abort of unfinished
+/// uploads.
+fn same_rule(existing: &LifecycleRule, ours: &LifecycleRule) -> bool {
+    existing.id() == ours.id()
+        && existing.status() == ours.status()
+        && rule_prefix(existing) == rule_prefix(ours)
+        && existing.expiration() == ours.expiration()
 }
 
 fn rule_prefix(rule: &LifecycleRule) -> Option<&str> {

@@ -218,6 +218,32 @@ impl Cluster {
         Driver::open(&self.url(store, prefix), "", &self.options(store)).expect("driver opens")
     }
 
+    /// Creates S3 bucket `bucket` in MinIO, as its owner would.
+    pub async fn create_bucket(&self, bucket: &str) {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let env = self.user_env(Store::S3);
+        let credentials = Credentials::new(
+            &env["AWS_ACCESS_KEY_ID"],
+            &env["AWS_SECRET_ACCESS_KEY"],
+            None,
+            None,
+            "test",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(env["AWS_REGION"].clone()))
+            .endpoint_url(&env["AWS_ENDPOINT"])
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket created");
+    }
+
     /// The raw object store of the bucket, for what the proxy itself never does (list, delete).
     pub fn object_store(&self, store: Store) -> std::sync::Arc<dyn object_store::ObjectStore> {
         claimcheck::driver::cloud_store(self.url(store, "").trim_end_matches('/'), &self.options(store))
