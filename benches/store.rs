@@ -65,15 +65,7 @@ impl Proxy {
 
     /// Peak resident set size so far (VmHWM), in bytes.
     fn peak_rss(&self) -> usize {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).expect("proc status");
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-        let kib: usize = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .expect("a number");
-        kib * 1024
+        support::usage::peak_rss(self.process.0.id()) as usize
     }
 }
 

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod cluster;
+pub mod replica;
+pub mod usage;
 pub mod webhook;
 
 use std::collections::BTreeMap;

@@ -55,15 +55,7 @@ pub async fn start_webhook(
 ) -> (tokio::task::JoinHandle<()>, Arc<Telemetry>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    // Installed as the chart installs it, with no caBundle: the webhook writes that.
-    let url = ClientConfig::Url(format!("https://127.0.0.1:{port}"));
-    Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &mutating_webhook_configuration(&url, None, OPERATOR_NAMESPACE),
-        )
-        .await
-        .unwrap();
+    install_configuration(client, &format!("https://127.0.0.1:{port}")).await;
     let options = WebhookOptions {
         certs: CertSource::Managed {
             namespace: OPERATOR_NAMESPACE.into(),
@@ -93,6 +85,19 @@ pub async fn start_webhook(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (webhook, telemetry)
+}
+
+/// The MutatingWebhookConfiguration, calling the webhook at `url`, installed as the chart
+/// installs it: with no caBundle, which the webhook writes.
+pub async fn install_configuration(client: &Client, url: &str) {
+    let url = ClientConfig::Url(url.to_owned());
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &mutating_webhook_configuration(&url, None, OPERATOR_NAMESPACE),
+        )
+        .await
+        .unwrap();
 }
 
 /// As [`cluster_with_policy`], with the webhook serving.
