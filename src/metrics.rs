@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +49,9 @@ pub struct Metrics {
     pub config_rejections: Counter,
     /// Codec server calls, by operation, namespace and outcome.
     pub codec_requests: Family<CodecLabels, Counter>,
+    /// Tokio tasks alive, read when scraped: a count that keeps growing under a steady load,
+    /// or does not come back once the load stops, is a leak.
+    tasks: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +76,7 @@ impl Metrics {
             config_reloads: Counter::default(),
             config_rejections: Counter::default(),
             codec_requests: Family::default(),
+            tasks: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,11 +136,16 @@ impl Metrics {
             "Codec server calls (decode, encode, download), by namespace and outcome",
             m.codec_requests.clone(),
         );
+        registry.register("tasks", "Tokio tasks alive in the process", m.tasks.clone());
         Metrics { registry, ..m }
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

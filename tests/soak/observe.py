@@ -45,17 +45,25 @@ def thread_count(pid: int) -> int:
     return int(re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE).group(1))
 
 
+def task_count(metrics_url: str) -> int:
+    """The proxy's live tokio tasks, from its `claimcheck_tasks` gauge."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return int(re.search(r"^claimcheck_tasks (\d+)", text, re.MULTILINE).group(1))
+
+
 @dataclass
 class Resources:
     sockets: int
     threads: int
+    tasks: int
 
     @classmethod
-    def of(cls, pid: int) -> Resources:
-        return cls(socket_count(pid), thread_count(pid))
+    def of(cls, proxy: Proxy) -> Resources:
+        return cls(socket_count(proxy.pid), thread_count(proxy.pid), task_count(proxy.metrics_url))
 
     def within(self, baseline: Resources) -> bool:
-        return self.sockets <= baseline.sockets and self.threads <= baseline.threads
+        return all(now <= before for now, before in zip(vars(self).values(), vars(baseline).values()))
 
 
 class ProxyWatch:
@@ -101,7 +109,7 @@ class ProxyWatch:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            now = Resources.of(self.proxy.pid)
+            now = Resources.of(self.proxy)
             if now.within(baseline) or loop.time() > deadline:
                 return now
             await asyncio.sleep(1)

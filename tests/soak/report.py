@@ -208,8 +208,9 @@ class Report:
             ("latency without faults", f"p50 {seconds(lat['without_faults']['p50'])}, p99 {seconds(lat['without_faults']['p99'])} "
                                        f"({lat['without_faults']['count']} workflows)"),
             ("proxy peak RSS / budget", f"{d['memory']['peak_rss_bytes'] / MiB:.0f} MiB / {d['memory']['budget_bytes'] / MiB:.0f} MiB"),
-            ("proxy sockets, threads", f"{self.baseline.sockets}, {self.baseline.threads} before the load; "
-                                       f"{self.end.sockets}, {self.end.threads} after"),
+            ("proxy sockets, threads, tasks",
+             f"{self.baseline.sockets}, {self.baseline.threads}, {self.baseline.tasks} before the load; "
+             f"{self.end.sockets}, {self.end.threads}, {self.end.tasks} after"),
             ("proxy errors (metric)", ", ".join(f"{k} {n}" for k, n in d["errors"]["claimcheck_errors_total"].items()) or "none"),
             ("proxy errors (log)", ", ".join(f"{k} {n}" for k, n in d["errors"]["logged"].items()) or "none"),
             ("config reloads", str(d["config_reloads"])),

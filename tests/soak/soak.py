@@ -94,7 +94,7 @@ async def _soak(options: Options) -> Report:
         await wait_for_workers(stack)
         await asyncio.sleep(2)  # the workers' first polls settle
         watch = ProxyWatch(stack.proxy)
-        baseline = Resources.of(stack.proxy.pid)
+        baseline = Resources.of(stack.proxy)
         deaths: list[str] = []
         background = [asyncio.create_task(watch.run()), asyncio.create_task(guard_workers(stack, deaths))]
 
