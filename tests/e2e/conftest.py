@@ -16,11 +16,21 @@ import pytest
 from temporalio.client import Client
 
 from harness import DevServer, Proxy, ProxyFactory, connect, read_log, unique
+from leaks import leaks
 from stores import Cluster, FileStore, Store, StoreFactory
 
 # name -> log file, shown when a test fails
 LOGS = pytest.StashKey[dict[str, Path]]()
 LOG_TAIL = 8000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Once every test has run, each log the run wrote is searched for each store secret it
+    used: a secret must never be written anywhere (docs/security.md)."""
+    yield
+    found = leaks(tmp_path_factory.getbasetemp())
+    assert not found, f"store secrets in logs: {found}"
 
 
 @pytest.fixture(scope="session")
