@@ -3,6 +3,8 @@
 //! own containers are only ever patched field by field, so fields this operator's API model
 //! does not know survive admission untouched.
 
+use std::collections::HashSet;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
@@ -71,8 +73,10 @@ fn by_name(
         }
         (Some(before), Some(after)) => (before, after),
     };
+    // A set, not a scan of `wanted` per element: a pod may carry thousands of containers.
+    let wanted_names: HashSet<Option<&Value>> = wanted.iter().map(name).collect();
     for index in (0..current.len()).rev() {
-        if !wanted.iter().any(|w| name(w) == name(&current[index])) {
+        if !wanted_names.contains(&name(&current[index])) {
             ops.push(PatchOperation::Remove(RemoveOperation {
                 path: at(pointer, index),
             }));
