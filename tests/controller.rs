@@ -680,6 +680,42 @@ async fn a_file_store_is_expired_by_the_sidecars_janitor() {
     controller.abort();
 }
 
+/// The status the controller writes is itself a change of the policy, which its watch sees:
+/// that must not probe the store and write the status again, and again. Once Ready, a policy
+/// with a 5m interval is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ready_policy_is_left_alone_until_its_probe_is_due() {
+    let (_cluster, server, client) = servers("kube").await;
+    let controller = tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ));
+    let store = tempfile::tempdir().unwrap();
+    let policy: PayloadStoragePolicy = policy(
+        "billing",
+        &server,
+        serde_json::json!({
+            "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
+            "lifecycle": {"retention": "1d"},
+            "probe": {"interval": "5m"},
+        }),
+    );
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &policy).await.unwrap();
+    let (ready_policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = api.get("billing").await.unwrap();
+    assert_eq!(
+        later.metadata.resource_version,
+        ready_policy.metadata.resource_version,
+        "nothing wrote the policy again; probes: {:?} then {:?}",
+        ready_policy.status.and_then(|s| s.last_probe).map(|p| p.time),
+        later.status.and_then(|s| s.last_probe).map(|p| p.time),
+    );
+    controller.abort();
+}
+
 /// The replicas whose field manager owns part of the policy's status.
 fn status_writers(policy: &PayloadStoragePolicy) -> Vec<String> {
     let entries = policy.metadata.managed_fields.iter().flatten();
