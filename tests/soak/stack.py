@@ -25,6 +25,10 @@ from stores import Cluster, S3Store
 WORKER_SCRIPT = Path(__file__).resolve().parent / "worker.py"
 TASK_QUEUE = "soak"
 MiB = harness.MiB
+# A relay of a 50 MiB payload holds three in its history (start, activity input, result): a
+# worker that replays it whole, after a restart, receives 150 MiB once they are put back. The
+# soak raises both sides' limits above Core's 128 MiB default, as the proxy's refusal says to.
+CLIENT_MAX_MESSAGE_BYTES = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,10 @@ class Proxy:
             # With reqwest's default of 90 s, the idle store connections of the last burst
             # would still be open when the soak counts the proxy's sockets after the load.
             "drivers": [{"url": self.store.url, "options": {"pool_idle_timeout": "5s"}}],
-            "limits": {"inflightBytes": self.limits.inflight_bytes},
+            "limits": {
+                "inflightBytes": self.limits.inflight_bytes,
+                "clientMaxMessageBytes": CLIENT_MAX_MESSAGE_BYTES,
+            },
             "cache": {"maxBytes": self.limits.cache_bytes},
             "metricsListen": f"127.0.0.1:{self.metrics_port}",
         }
@@ -164,7 +171,8 @@ class Workers:
         log = self.workdir / f"worker-{index}.log"
         if log.exists():
             log.rename(log.with_suffix(f".{self.restarts}.log"))
-        return Process.start(f"worker {index}", argv, log)
+        env = {"TEMPORAL_MAX_INCOMING_GRPC_BYTES": str(CLIENT_MAX_MESSAGE_BYTES)}
+        return Process.start(f"worker {index}", argv, log, env)
 
     def revive(self) -> list[str]:
         """Starts again any worker that died; returns how each died (its log's end)."""
