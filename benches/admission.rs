@@ -37,12 +37,7 @@ fn quantiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn main() {
-    claimcheck::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::block_on(async {
         let (_cluster, client, _webhook, telemetry) = webhook_with_policy(Duration::from_secs(3600)).await;
         let pods: Api<Pod> = Api::namespaced(client, "default");
         let (mut warm, mut injected, mut plain) = (Vec::new(), Vec::new(), Vec::new());

@@ -30,12 +30,7 @@ const SECONDS: u32 = 30;
 const GOAL_P99: Duration = Duration::from_millis(100);
 
 fn main() {
-    claimcheck::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::block_on(async {
         let (cluster, client) = cluster_with_policy().await;
         let backends = [free_port(), free_port()];
         let service = TcpListener::bind("127.0.0.1:0").await.expect("a port");

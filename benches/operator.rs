@@ -42,12 +42,7 @@ const GOAL_REQUESTS: f64 = 3.0;
 const GOAL_BURST: f64 = 3.0;
 
 fn main() {
-    claimcheck::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::block_on(async {
         let cluster = Cluster::up("kube,s3");
         let client = cluster.kube().await;
         support::webhook::install(&client).await;
@@ -55,7 +50,11 @@ fn main() {
         let controller = Controller::start(&cluster).await;
         let policies = Api::<PayloadStoragePolicy>::all(client.clone());
 
-        let (requests, reconciled, cpu) = (api_requests(&client).await, controller.reconciled().await, controller.cpu());
+        let (requests, reconciled, cpu) = (
+            api_requests(&client).await,
+            controller.reconciled().await,
+            controller.cpu(),
+        );
         let started = Instant::now();
         create_policies(&client, &teams).await;
         let ready_at = all_ready(&policies, started).await;
@@ -67,7 +66,11 @@ fn main() {
         let peak_at_ready = controller.peak_rss();
         let rules = rules_in_place(&cluster, &teams).await;
 
-        let (requests, reconciled, cpu) = (api_requests(&client).await, controller.reconciled().await, controller.cpu());
+        let (requests, reconciled, cpu) = (
+            api_requests(&client).await,
+            controller.reconciled().await,
+            controller.cpu(),
+        );
         let probes = probes_in(&policies, WINDOW).await;
         let steady = Load {
             requests: api_requests(&client).await.since(&requests),
@@ -75,16 +78,47 @@ fn main() {
             cpu: controller.cpu() - cpu,
         };
 
-        println!("operator scale: {POLICIES} policies in {NAMESPACES} namespaces, one MinIO bucket each, rules managed, probe interval {}s:", INTERVAL.as_secs());
+        println!(
+            "operator scale: {POLICIES} policies in {NAMESPACES} namespaces, one MinIO bucket each, rules managed, probe interval {}s:",
+            INTERVAL.as_secs()
+        );
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        report("all Ready after", ready_at.as_secs_f64(), "s", GOAL_READY.as_secs_f64());
-        println!("  reconciliations until then: {} ({:.2} per policy)", to_ready.reconciliations, to_ready.reconciliations as f64 / POLICIES as f64);
+        report(
+            "all Ready after",
+            ready_at.as_secs_f64(),
+            "s",
+            GOAL_READY.as_secs_f64(),
+        );
+        println!(
+            "  reconciliations until then: {} ({:.2} per policy)",
+            to_ready.reconciliations,
+            to_ready.reconciliations as f64 / POLICIES as f64
+        );
         println!("  bucket rules in place once all were Ready: {rules} of {POLICIES}");
-        report("controller peak RSS", mib(peak_at_ready.max(controller.peak_rss())), "MiB", GOAL_RSS_MIB);
-        println!("  controller CPU: {:.1} s until Ready, {:.1}% of a core in steady state", to_ready.cpu.as_secs_f64(), 100.0 * steady.cpu.as_secs_f64() / WINDOW.as_secs_f64());
-        report("API requests per reconciliation, until Ready", to_ready.per_reconciliation(), "", GOAL_REQUESTS);
+        report(
+            "controller peak RSS",
+            mib(peak_at_ready.max(controller.peak_rss())),
+            "MiB",
+            GOAL_RSS_MIB,
+        );
+        println!(
+            "  controller CPU: {:.1} s until Ready, {:.1}% of a core in steady state",
+            to_ready.cpu.as_secs_f64(),
+            100.0 * steady.cpu.as_secs_f64() / WINDOW.as_secs_f64()
+        );
+        report(
+            "API requests per reconciliation, until Ready",
+            to_ready.per_reconciliation(),
+            "",
+            GOAL_REQUESTS,
+        );
         to_ready.print_requests();
-        report("API requests per reconciliation, steady", steady.per_reconciliation(), "", GOAL_REQUESTS);
+        report(
+            "API requests per reconciliation, steady",
+            steady.per_reconciliation(),
+            "",
+            GOAL_REQUESTS,
+        );
         steady.print_requests();
         probes.report();
     });

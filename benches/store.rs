@@ -128,14 +128,9 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
 }
 
 fn main() {
-    claimcheck::tls::install_crypto_provider();
     let cluster = Cluster::up("s3");
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    support::block_on(async {
         let server = DevServer::start().await;
         let payload = payload();
         let stored = Bytes::from(payload.encode_to_vec());
@@ -146,13 +141,24 @@ fn main() {
         let fetcher = Proxy::start(&cluster, server.port, dir.path(), "fetch");
         // The same answer from a proxy that already holds the payload: what delivering 100 MiB
         // through one more HTTP/2 hop costs, which a raw get does not pay.
-        let cached = Proxy::start_with_cache(&cluster, server.port, dir.path(), "cached", "{maxEntries: 4, maxBytes: 209715200}");
+        let cached = Proxy::start_with_cache(
+            &cluster,
+            server.port,
+            dir.path(),
+            "cached",
+            "{maxEntries: 4, maxBytes: 209715200}",
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle = offloader.peak_rss();
         // Raw and proxied, alternating, best of each: MinIO's own speed on two shared cores
         // varies from one run to the next by more than the difference measured.
-        let (mut raw_put, mut raw_get, mut offload, mut fetch, mut delivery) =
-            (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+        let (mut raw_put, mut raw_get, mut offload, mut fetch, mut delivery) = (
+            Duration::MAX,
+            Duration::MAX,
+            Duration::MAX,
+            Duration::MAX,
+            Duration::MAX,
+        );
         for round in 0..ROUNDS {
             // Raw put and get of the same bytes the proxy stores (the serialized payload).
             let (put, took) = timed(raw.put(&raw_path, PutPayload::from(stored.clone()))).await;
@@ -170,14 +176,25 @@ fn main() {
             offload = offload.min(took);
             drop(request);
 
-            let (reply, took) = timed(unary(&channel(fetcher.port), HISTORY, &history_request(&workflow_id), &[])).await;
+            let (reply, took) = timed(unary(
+                &channel(fetcher.port),
+                HISTORY,
+                &history_request(&workflow_id),
+                &[],
+            ))
+            .await;
             let reply = reply.expect("a gRPC answer");
             assert_eq!(reply.status(), "0", "{}", reply.grpc_message());
-            assert!(reply.message.expect("a history").len() > SIZE, "the payload is put back");
+            assert!(
+                reply.message.expect("a history").len() > SIZE,
+                "the payload is put back"
+            );
             fetch = fetch.min(took);
 
             let request = history_request(&workflow_id);
-            unary(&channel(cached.port), HISTORY, &request, &[]).await.expect("a gRPC answer, which fills the cache");
+            unary(&channel(cached.port), HISTORY, &request, &[])
+                .await
+                .expect("a gRPC answer, which fills the cache");
             let (reply, took) = timed(unary(&channel(cached.port), HISTORY, &request, &[])).await;
             assert!(reply.expect("a gRPC answer").message.expect("a history").len() > SIZE);
             delivery = delivery.min(took);
@@ -188,15 +205,38 @@ fn main() {
 
         println!("store: 100 MiB payload on MinIO (S3 API), best of {ROUNDS} alternating rounds");
         println!("  raw object_store put   {:>8.1} MiB/s", mib_per_s(raw_put));
-        println!("  offload via proxy      {:>8.1} MiB/s   ratio {:.2} (target >= 0.9)", mib_per_s(offload), raw_put.as_secs_f64() / offload.as_secs_f64());
+        println!(
+            "  offload via proxy      {:>8.1} MiB/s   ratio {:.2} (target >= 0.9)",
+            mib_per_s(offload),
+            raw_put.as_secs_f64() / offload.as_secs_f64()
+        );
         println!("  raw object_store get   {:>8.1} MiB/s", mib_per_s(raw_get));
-        println!("  fetch via proxy        {:>8.1} MiB/s   ratio {:.2} (target >= 0.9)", mib_per_s(fetch), raw_get.as_secs_f64() / fetch.as_secs_f64());
-        println!("  cached, no store read  {:>8.1} MiB/s   ratio {:.2} (the extra hop alone: the ceiling of the fetch ratio)", mib_per_s(delivery), raw_get.as_secs_f64() / delivery.as_secs_f64());
+        println!(
+            "  fetch via proxy        {:>8.1} MiB/s   ratio {:.2} (target >= 0.9)",
+            mib_per_s(fetch),
+            raw_get.as_secs_f64() / fetch.as_secs_f64()
+        );
+        println!(
+            "  cached, no store read  {:>8.1} MiB/s   ratio {:.2} (the extra hop alone: the ceiling of the fetch ratio)",
+            mib_per_s(delivery),
+            raw_get.as_secs_f64() / delivery.as_secs_f64()
+        );
         let x = |rss: usize| rss as f64 / SIZE as f64;
-        println!("  proxy peak RSS         idle {:.0} MiB; offloading {:.0} MiB = {:.2} x payload (target <= 2.5); fetching {:.0} MiB = {:.2} x payload",
-            idle as f64 / MIB as f64, offload_peak as f64 / MIB as f64, x(offload_peak), fetch_peak as f64 / MIB as f64, x(fetch_peak));
-        println!("  {AT_ONCE} offloads at once   {} stored, {} refused to retry (RESOURCE_EXHAUSTED); peak RSS {:.0} MiB against the in-flight budget of {} MiB",
-            concurrent.stored, concurrent.refused, concurrent.peak_rss as f64 / MIB as f64, INFLIGHT_BUDGET / MIB);
+        println!(
+            "  proxy peak RSS         idle {:.0} MiB; offloading {:.0} MiB = {:.2} x payload (target <= 2.5); fetching {:.0} MiB = {:.2} x payload",
+            idle as f64 / MIB as f64,
+            offload_peak as f64 / MIB as f64,
+            x(offload_peak),
+            fetch_peak as f64 / MIB as f64,
+            x(fetch_peak)
+        );
+        println!(
+            "  {AT_ONCE} offloads at once   {} stored, {} refused to retry (RESOURCE_EXHAUSTED); peak RSS {:.0} MiB against the in-flight budget of {} MiB",
+            concurrent.stored,
+            concurrent.refused,
+            concurrent.peak_rss as f64 / MIB as f64,
+            INFLIGHT_BUDGET / MIB
+        );
     });
 }
 

@@ -62,6 +62,24 @@ fn secret(env: &BTreeMap<String, String>) -> Secret {
     support::secret("store-creds", env)
 }
 
+/// The controller, as replica `test`, until the test aborts it.
+fn start_controller(client: &Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(claimcheck::controller::run(
+        client.clone(),
+        "test",
+        Default::default(),
+    ))
+}
+
+/// Secret `store-creds` in `default`, holding `env`.
+async fn create_credentials(client: &Client, env: &BTreeMap<String, String>) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret(env))
+        .await
+        .unwrap();
+}
+
 /// Deletes the policies and waits until their finalizers have let them go.
 async fn delete(api: &Api<PayloadStoragePolicy>, names: &[&str]) {
     for name in names {
@@ -156,12 +174,7 @@ async fn as_the_chart_allows(cluster: &Cluster, client: &Client) -> Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_becomes_ready_reports_its_ttl_and_follows_its_store() {
     let (cluster, server, client) = servers("kube,s3").await;
-    let controller_client = as_the_chart_allows(&cluster, &client).await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        controller_client,
-        "test",
-        Default::default(),
-    ));
+    let controller = start_controller(&as_the_chart_allows(&cluster, &client).await);
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let good = cluster.user_env(Store::S3);
@@ -420,17 +433,8 @@ fn managed_policy_on(
 async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     use claimcheck::lifecycle::{ExpiryRule, S3Rules};
     let (cluster, server, client) = servers("kube,s3").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        client.clone(),
-        "test",
-        Default::default(),
-    ));
-    let env = cluster.user_env(Store::S3);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    secrets
-        .create(&PostParams::default(), &secret(&env))
-        .await
-        .unwrap();
+    let controller = start_controller(&client);
+    create_credentials(&client, &cluster.user_env(Store::S3)).await;
 
     // A rule the bucket already had, and an object under the policy's prefix.
     let options = cluster.options(Store::S3);
@@ -521,16 +525,8 @@ async fn managed_s3_rules_sit_beside_existing_rules_and_go_with_the_policy() {
 async fn policies_of_one_bucket_reconciled_together_each_keep_their_rule() {
     use claimcheck::lifecycle::S3Rules;
     let (cluster, server, client) = servers("kube,s3").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        client.clone(),
-        "test",
-        Default::default(),
-    ));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    secrets
-        .create(&PostParams::default(), &secret(&cluster.user_env(Store::S3)))
-        .await
-        .unwrap();
+    let controller = start_controller(&client);
+    create_credentials(&client, &cluster.user_env(Store::S3)).await;
     let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
     let names: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
     for name in &names {
@@ -597,16 +593,8 @@ async fn gcs_rules(cluster: &Cluster) -> Vec<(Vec<String>, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn managed_gcs_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     let (cluster, server, client) = servers("kube,gcs").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        client.clone(),
-        "test",
-        Default::default(),
-    ));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    secrets
-        .create(&PostParams::default(), &secret(&cluster.user_env(Store::Gcs)))
-        .await
-        .unwrap();
+    let controller = start_controller(&client);
+    create_credentials(&client, &cluster.user_env(Store::Gcs)).await;
     // A rule the bucket already had, set with the JSON API.
     let theirs = serde_json::json!({"lifecycle": {"rule": [
         {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["other/"]}}
@@ -642,26 +630,31 @@ async fn managed_gcs_rules_sit_beside_existing_rules_and_go_with_the_policy() {
     controller.abort();
 }
 
+/// Policy `billing` on a file store in `dir`, with `lifecycle` and the default probe interval
+/// (5m), once Ready.
+async fn ready_on_file_store(
+    client: &Client,
+    server: &DevServer,
+    dir: &std::path::Path,
+    lifecycle: serde_json::Value,
+) -> (Api<PayloadStoragePolicy>, PayloadStoragePolicy) {
+    let driver = serde_json::json!({"name": "local", "url": format!("file://{}", dir.display())});
+    let spec = serde_json::json!({"drivers": [driver], "lifecycle": lifecycle});
+    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &policy("billing", server, spec))
+        .await
+        .unwrap();
+    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    (api, policy)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_store_is_expired_by_the_sidecars_janitor() {
     let (_cluster, server, client) = servers("kube").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        client.clone(),
-        "test",
-        Default::default(),
-    ));
+    let controller = start_controller(&client);
     let store = tempfile::tempdir().unwrap();
-    let policy: PayloadStoragePolicy = policy(
-        "billing",
-        &server,
-        serde_json::json!({
-            "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
-            "lifecycle": {"maxWorkflowRunTimeout": "1d", "retention": "1d", "grace": "12h", "manage": true},
-        }),
-    );
-    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &policy).await.unwrap();
-    let (policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    let lifecycle = serde_json::json!({"maxWorkflowRunTimeout": "1d", "retention": "1d", "grace": "12h"});
+    let (_, policy) = ready_on_file_store(&client, &server, store.path(), lifecycle).await;
     let lifecycle = condition(&policy, "LifecycleConfigured").unwrap();
     assert_eq!(lifecycle.reason, "RuleInstalled");
     assert!(
@@ -682,28 +675,14 @@ async fn a_file_store_is_expired_by_the_sidecars_janitor() {
 
 /// The status the controller writes is itself a change of the policy, which its watch sees:
 /// that must not probe the store and write the status again, and again. Once Ready, a policy
-/// with a 5m interval is left alone.
+/// with the default 5m interval is left alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ready_policy_is_left_alone_until_its_probe_is_due() {
     let (_cluster, server, client) = servers("kube").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        client.clone(),
-        "test",
-        Default::default(),
-    ));
+    let controller = start_controller(&client);
     let store = tempfile::tempdir().unwrap();
-    let policy: PayloadStoragePolicy = policy(
-        "billing",
-        &server,
-        serde_json::json!({
-            "drivers": [{"name": "local", "url": format!("file://{}", store.path().display())}],
-            "lifecycle": {"retention": "1d"},
-            "probe": {"interval": "5m"},
-        }),
-    );
-    let api: Api<PayloadStoragePolicy> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &policy).await.unwrap();
-    let (ready_policy, _) = until(&api, "Ready", |p| ready(p, "True")).await;
+    let lifecycle = serde_json::json!({"retention": "1d"});
+    let (api, ready_policy) = ready_on_file_store(&client, &server, store.path(), lifecycle).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let later = api.get("billing").await.unwrap();
     assert_eq!(
@@ -855,16 +834,8 @@ async fn a_codec_is_deployed_with_the_policys_stores_and_removed_with_its_spec()
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Service;
     let (cluster, server, client) = servers("kube,s3").await;
-    let controller = tokio::spawn(claimcheck::controller::run(
-        as_the_chart_allows(&cluster, &client).await,
-        "test",
-        Default::default(),
-    ));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    secrets
-        .create(&PostParams::default(), &secret(&cluster.user_env(Store::S3)))
-        .await
-        .unwrap();
+    let controller = start_controller(&as_the_chart_allows(&cluster, &client).await);
+    create_credentials(&client, &cluster.user_env(Store::S3)).await;
     let mut billing = managed_policy("billing", &cluster, &server);
     billing.spec.codec = Some(
         serde_json::from_value(serde_json::json!({

@@ -29,6 +29,16 @@ impl Drop for Process {
     }
 }
 
+/// Runs a bench's `main` on a multi-threaded runtime, with the TLS provider installed.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    claimcheck::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(future)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
