@@ -100,7 +100,6 @@ fn rule_of(driver: &OpenDriver, scope: &RuleScope, days: u64) -> ExpiryRule {
 pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope, locks: &BucketLocks) -> Verdict {
     let mut installed = Vec::new();
     for driver in drivers {
-        let _bucket = locks.hold(driver).await;
         let rule = rule_of(driver, scope, ttl.days);
         let location = driver.tier.driver.object_name(&rule.prefix);
         let applied = match Rules::of(driver) {
@@ -115,7 +114,10 @@ pub async fn apply(drivers: &[OpenDriver], ttl: &Ttl, scope: &RuleScope, locks: 
                 "driver {}: no lifecycle rules for this store",
                 driver.name
             )),
-            Some(Ok(rules)) => rules.apply(&rule).await.map_err(|e| e.to_string()),
+            Some(Ok(rules)) => {
+                let _bucket = locks.hold(driver).await;
+                rules.apply(&rule).await.map_err(|e| e.to_string())
+            }
             Some(Err(e)) => Err(e.to_string()),
         };
         match applied {

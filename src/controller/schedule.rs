@@ -19,6 +19,9 @@ use crate::policy::{PayloadStoragePolicySpec, parse_duration};
 
 /// The probe interval of a spec whose interval the API server let through unparsable.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// The bounds of a probe interval: no busy loop, and time arithmetic far from overflow.
+const SHORTEST_INTERVAL: Duration = Duration::from_secs(1);
+const LONGEST_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
 
 /// The last evaluation of each policy, by UID.
 #[derive(Default)]
@@ -59,8 +62,10 @@ impl Schedule {
     }
 }
 
+/// The spec's probe interval, within a second and a year.
 pub fn interval(spec: &PayloadStoragePolicySpec) -> Duration {
-    parse_duration(&spec.probe.interval).unwrap_or(DEFAULT_INTERVAL)
+    let interval = parse_duration(&spec.probe.interval).unwrap_or(DEFAULT_INTERVAL);
+    interval.clamp(SHORTEST_INTERVAL, LONGEST_INTERVAL)
 }
 
 /// How long until a policy is evaluated again. Not Ready: `retry`, at most its interval.
@@ -78,6 +83,7 @@ pub fn next_look(interval: Duration, ready: bool, retry: Duration, uid: &str, no
     let moment = u64::from_be_bytes(first) % period;
     let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let phase = u64::try_from(since_epoch.as_millis() % u128::from(period)).unwrap_or(0);
+    // Both below `period`, which an interval of a year keeps far from overflow.
     let mut wait = (moment + period - phase) % period;
     if wait < period / 2 {
         wait += period;
@@ -118,6 +124,23 @@ mod tests {
         let first = next_look(MINUTE, true, MINUTE, "uid", at(7));
         let probed = at(7) + first;
         assert_eq!(next_look(MINUTE, true, MINUTE, "uid", probed), MINUTE);
+    }
+
+    #[test]
+    fn an_interval_is_taken_within_a_second_and_a_year() {
+        let spec = |interval: &str| -> PayloadStoragePolicySpec {
+            serde_json::from_value(serde_json::json!({
+                "temporal": {"address": "temporal:7233", "namespace": "billing"},
+                "drivers": [{"name": "hot", "url": "memory://"}],
+                "probe": {"interval": interval},
+            }))
+            .unwrap()
+        };
+        assert_eq!(interval(&spec("0s")), SHORTEST_INTERVAL);
+        assert_eq!(interval(&spec("2m")), Duration::from_secs(120));
+        assert_eq!(interval(&spec("99999999999999d")), LONGEST_INTERVAL);
+        let far = next_look(interval(&spec("99999999999999d")), true, MINUTE, "uid", at(0));
+        assert!(far <= LONGEST_INTERVAL * 3 / 2);
     }
 
     #[test]
