@@ -50,39 +50,21 @@ fn main() {
         let controller = Controller::start(&cluster).await;
         let policies = Api::<PayloadStoragePolicy>::all(client.clone());
 
-        let (requests, reconciled, cpu) = (
-            api_requests(&client).await,
-            controller.reconciled().await,
-            controller.cpu(),
-        );
+        let mark = Mark::now(&client, &controller).await;
         let started = Instant::now();
         create_policies(&client, &teams).await;
         let ready_at = all_ready(&policies, started).await;
-        let to_ready = Load {
-            requests: api_requests(&client).await.since(&requests),
-            reconciliations: controller.reconciled().await - reconciled,
-            cpu: controller.cpu() - cpu,
-        };
-        let peak_at_ready = controller.peak_rss();
+        let to_ready = mark.load(&client, &controller).await;
         let rules = rules_in_place(&cluster, &teams).await;
 
-        let (requests, reconciled, cpu) = (
-            api_requests(&client).await,
-            controller.reconciled().await,
-            controller.cpu(),
-        );
+        let mark = Mark::now(&client, &controller).await;
         let probes = probes_in(&policies, WINDOW).await;
-        let steady = Load {
-            requests: api_requests(&client).await.since(&requests),
-            reconciliations: controller.reconciled().await - reconciled,
-            cpu: controller.cpu() - cpu,
-        };
+        let steady = mark.load(&client, &controller).await;
 
         println!(
             "operator scale: {POLICIES} policies in {NAMESPACES} namespaces, one MinIO bucket each, rules managed, probe interval {}s:",
             INTERVAL.as_secs()
         );
-        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         report(
             "all Ready after",
             ready_at.as_secs_f64(),
@@ -95,31 +77,15 @@ fn main() {
             to_ready.reconciliations as f64 / POLICIES as f64
         );
         println!("  bucket rules in place once all were Ready: {rules} of {POLICIES}");
-        report(
-            "controller peak RSS",
-            mib(peak_at_ready.max(controller.peak_rss())),
-            "MiB",
-            GOAL_RSS_MIB,
-        );
+        let peak_mib = controller.peak_rss() as f64 / (1024.0 * 1024.0);
+        report("controller peak RSS", peak_mib, "MiB", GOAL_RSS_MIB);
         println!(
             "  controller CPU: {:.1} s until Ready, {:.1}% of a core in steady state",
             to_ready.cpu.as_secs_f64(),
             100.0 * steady.cpu.as_secs_f64() / WINDOW.as_secs_f64()
         );
-        report(
-            "API requests per reconciliation, until Ready",
-            to_ready.per_reconciliation(),
-            "",
-            GOAL_REQUESTS,
-        );
-        to_ready.print_requests();
-        report(
-            "API requests per reconciliation, steady",
-            steady.per_reconciliation(),
-            "",
-            GOAL_REQUESTS,
-        );
-        steady.print_requests();
+        to_ready.report("until Ready");
+        steady.report("steady");
         probes.report();
     });
 }
@@ -287,6 +253,32 @@ impl Probes {
     }
 }
 
+/// Where the counters stood when a phase began.
+struct Mark {
+    requests: Requests,
+    reconciliations: u64,
+    cpu: Duration,
+}
+
+impl Mark {
+    async fn now(client: &Client, controller: &Controller) -> Mark {
+        Mark {
+            requests: api_requests(client).await,
+            reconciliations: controller.reconciled().await,
+            cpu: controller.cpu(),
+        }
+    }
+
+    /// What the controller did since the mark.
+    async fn load(self, client: &Client, controller: &Controller) -> Load {
+        Load {
+            requests: api_requests(client).await.since(&self.requests),
+            reconciliations: controller.reconciled().await - self.reconciliations,
+            cpu: controller.cpu() - self.cpu,
+        }
+    }
+}
+
 /// What the controller asked of the API server in a phase.
 struct Load {
     requests: Requests,
@@ -295,13 +287,17 @@ struct Load {
 }
 
 impl Load {
-    fn per_reconciliation(&self) -> f64 {
-        self.requests.total() as f64 / self.reconciliations.max(1) as f64
-    }
-
-    fn print_requests(&self) {
+    fn report(&self, phase: &str) {
+        let reconciliations = self.reconciliations.max(1) as f64;
+        let per = self.requests.total() as f64 / reconciliations;
+        report(
+            &format!("API requests per reconciliation, {phase}"),
+            per,
+            "",
+            GOAL_REQUESTS,
+        );
         for ((verb, resource), count) in &self.requests.0 {
-            let per = *count as f64 / self.reconciliations.max(1) as f64;
+            let per = *count as f64 / reconciliations;
             println!("    {verb:>6} {resource:<36} {count:>6}  {per:.2} per reconciliation");
         }
     }
