@@ -14,20 +14,24 @@ from stores import read_env
 SECRET_KEYS = ("S3_SECRET_ACCESS_KEY", "AZURE_STORAGE_KEY")
 
 
-def secrets_used(root: Path) -> dict[str, str]:
-    """Each secret value of every environment under `root`, with the name it goes by."""
+def environments(root: Path) -> list[Path]:
+    """The directories under `root` where cluster.sh wrote an environment."""
+    return [env_file.parent for env_file in root.rglob("env") if env_file.is_file()]
+
+
+def secrets_used(directories: list[Path]) -> dict[str, str]:
+    """Each secret value of those environments, with the name it goes by."""
     found = {}
-    for env_file in root.rglob("env"):
-        if env_file.is_file():
-            env = read_env(env_file)
-            found.update({env[key]: key for key in SECRET_KEYS if env.get(key)})
+    for directory in directories:
+        env = read_env(directory / "env")
+        found.update({env[key]: key for key in SECRET_KEYS if env.get(key)})
     return found
 
 
 def leaks(root: Path) -> list[str]:
     """`log: SECRET_NAME` for every log under `root` that shows a secret."""
-    secrets = secrets_used(root)
-    emulators = {env_file.parent for env_file in root.rglob("env") if env_file.is_file()}
+    emulators = environments(root)
+    secrets = secrets_used(emulators)
     found = []
     for log in sorted(root.rglob("*.log")):
         if log.parent in emulators or not log.is_file():
