@@ -41,8 +41,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 512;
 /// After SIGTERM the replica reports not ready and serves this long, so that the Service
-/// stops sending it admissions before it stops answering them.
-const DRAIN: Duration = Duration::from_secs(5);
+/// stops sending it admissions before it stops answering them. The endpoint goes as soon as
+/// the pod terminates, but the EndpointSlice controller and kube-proxy on a busy node took
+/// longer than 5 s once (a review refused, connection refused, in the cluster test).
+const DRAIN: Duration = Duration::from_secs(10);
 /// How soon a caBundle that could not be written is tried again.
 const BUNDLE_RETRY: Duration = Duration::from_secs(2);
 /// The field manager of the caBundle.

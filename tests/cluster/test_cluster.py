@@ -211,8 +211,8 @@ def test_restarting_the_operator_refuses_no_admission(kube: Kube, images: dict[s
         kube.kubectl("rollout", "restart", "deployment/claimcheck-controller", "-n", OPERATOR_NAMESPACE)
         kube.kubectl("rollout", "status", "deployment/claimcheck-controller", "-n", OPERATOR_NAMESPACE,
                      "--timeout", "5m")
-        # The old replicas drain for a few seconds after the rollout reports done.
-        time.sleep(8)
+        # The old replicas drain for 10 s (the webhook's DRAIN) after the rollout reports done.
+        time.sleep(13)
     finally:
         stop.set()
         for thread in threads:
